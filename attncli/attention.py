@@ -1,0 +1,194 @@
+"""Attention masks and attention backends.
+
+Letters: B batch, H query heads, Hkv key/value heads, G = H // Hkv, T queries,
+S keys, D head dim.
+
+A mask is built from index predicates ``(b, h, q, kv) -> bool`` evaluated on
+broadcast index tensors, never by looping over positions. ``q`` and ``kv`` are
+absolute cache slots, so one builder serves a prefill (queries 0..T-1) and a cached
+decode step (queries S-T..S-1) alike: only the offsets change. With left padding a
+row's real tokens occupy contiguous slots, so distances in slot space are the
+distances between positions and causal/window predicates stay correct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from attncli.errors import BadInputError
+
+Tensor = torch.Tensor
+MaskFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+BACKENDS = ("eager", "sdpa")
+MASK_KINDS = ("causal", "sliding", "padding", "full")
+
+
+# ---- predicates ----
+def causal() -> MaskFn:
+    return lambda b, h, q, kv: kv <= q
+
+
+def sliding_window(window: int) -> MaskFn:
+    """Keys strictly less than ``window`` slots behind the query: ``window`` keys,
+    the query's own included (the convention of Mistral and transformers)."""
+    if window < 1:
+        raise BadInputError(f"window must be >= 1, got {window}")
+    return lambda b, h, q, kv: kv > q - window
+
+
+def padding(kv_valid: Tensor) -> MaskFn:
+    """``kv_valid`` (B, S) is True where a key slot holds a real token."""
+    return lambda b, h, q, kv: kv_valid[b, kv]
+
+
+def full() -> MaskFn:
+    return lambda b, h, q, kv: torch.ones((), dtype=torch.bool, device=q.device).expand(q.shape)
+
+
+def and_masks(*fns: MaskFn) -> MaskFn:
+    def both(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        out = fns[0](b, h, q, kv)
+        for fn in fns[1:]:
+            out = out & fn(b, h, q, kv)
+        return out
+
+    return both
+
+
+def or_masks(*fns: MaskFn) -> MaskFn:
+    def either(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        out = fns[0](b, h, q, kv)
+        for fn in fns[1:]:
+            out = out | fn(b, h, q, kv)
+        return out
+
+    return either
+
+
+def build_mask(
+    fn: MaskFn,
+    *,
+    batch: int,
+    q_len: int,
+    kv_len: int,
+    q_offset: int = 0,
+    kv_offset: int = 0,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Evaluate ``fn`` on the grid: returns bool (B, 1, T, S); True = may attend."""
+    b = torch.arange(batch, device=device).view(batch, 1, 1, 1)
+    h = torch.zeros(1, 1, 1, 1, dtype=torch.long, device=device)
+    q = (torch.arange(q_len, device=device) + q_offset).view(1, 1, q_len, 1)
+    kv = (torch.arange(kv_len, device=device) + kv_offset).view(1, 1, 1, kv_len)
+    return fn(b, h, q, kv).expand(batch, 1, q_len, kv_len)
+
+
+def mask_fn(kind: str, *, window: int | None = None, kv_valid: Tensor | None = None) -> MaskFn:
+    """The predicate of a named mask kind; padding is added whenever ``kv_valid`` is given."""
+    if kind not in MASK_KINDS:
+        raise BadInputError(f"unknown mask kind {kind!r}; known: {', '.join(MASK_KINDS)}")
+    fns = [full()] if kind == "full" else [causal()]
+    if kind == "sliding":
+        if window is None:
+            raise BadInputError("a sliding mask needs a window (--window W)")
+        fns.append(sliding_window(window))
+    if kind == "padding" and kv_valid is None:
+        raise BadInputError("a padding mask needs padded prompts (give two or more of different lengths)")
+    if kv_valid is not None:
+        fns.append(padding(kv_valid))
+    return and_masks(*fns)
+
+
+@dataclass(frozen=True)
+class LayerMask:
+    """What one attention call needs: an explicit bool mask, or None with is_causal."""
+
+    mask: Tensor | None  # (B, 1, T, S) bool
+    is_causal: bool
+
+
+def layer_mask(
+    *,
+    window: int | None,
+    batch: int,
+    q_len: int,
+    q_offset: int,
+    kv_len: int,
+    kv_valid: Tensor | None,
+    device: torch.device | str,
+    need_explicit: bool = False,
+) -> LayerMask:
+    """The mask a decoder layer applies: causal, within ``window`` if given, and over
+    real keys only if ``kv_valid`` is given.
+
+    SDPA gets no mask and ``is_causal=True`` only when that is exactly right: queries
+    start at slot 0 and cover all keys, no padding, and the window (if any) hides nothing.
+    """
+    window_hides = window is not None and window < kv_len
+    if not need_explicit and q_offset == 0 and q_len == kv_len and kv_valid is None and not window_hides:
+        return LayerMask(None, True)
+    fns = [causal()]
+    if window_hides:
+        fns.append(sliding_window(window))
+    if kv_valid is not None:
+        fns.append(padding(kv_valid[:, :kv_len]))
+    mask = build_mask(and_masks(*fns), batch=batch, q_len=q_len, kv_len=kv_len, q_offset=q_offset, device=device)
+    return LayerMask(mask, False)
+
+
+def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str) -> Tensor:
+    """The bool mask behind a LayerMask, materialising the implicit causal one."""
+    if lm.mask is not None:
+        return lm.mask
+    return build_mask(causal(), batch=1, q_len=q_len, kv_len=kv_len, device=device)
+
+
+# ---- backends ----
+@dataclass
+class AttnProbe:
+    """Per-layer tensors kept for inspection (eager backend only)."""
+
+    scores: Tensor  # (B, H, T, S) float32, masked entries -inf
+    weights: Tensor  # (B, H, T, S) run dtype, masked entries exactly 0
+
+
+def _expand_kv(x: Tensor, groups: int) -> Tensor:
+    # (B, Hkv, S, D) -> (B, H, S, D) with query head h reading kv head h // G
+    if groups == 1:
+        return x
+    b, hkv, s, d = x.shape
+    return x[:, :, None].expand(b, hkv, groups, s, d).reshape(b, hkv * groups, s, d)
+
+
+def eager_attention(
+    q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float, probe: bool = False
+) -> tuple[Tensor, AttnProbe | None]:
+    """Explicit softmax(q k^T * scale) v. Softmax in float32; a masked entry gets
+    exactly zero weight, and a row with no visible key gives zeros instead of NaN.
+    q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, H, T, D)."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = _expand_kv(k, groups), _expand_kv(v, groups)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
+    mask = explicit(lm, q.shape[2], k.shape[2], q.device)
+    scores = scores.float().masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0).to(q.dtype)
+    out = torch.matmul(weights, v)
+    return out, (AttnProbe(scores, weights) if probe else None)
+
+
+def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float) -> Tensor:
+    groups = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=lm.mask, is_causal=lm.is_causal, scale=scale, enable_gqa=groups > 1
+    )
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise BadInputError(f"unknown attention backend {name!r}; known: {', '.join(BACKENDS)}")
+    return name

@@ -1,0 +1,269 @@
+"""One config-driven decoder: GPT-2 and the Llama family (Llama, Mistral, Qwen2, Qwen3).
+
+Letters: B batch, T new tokens (queries), S keys (cache slots attended), C hidden size,
+H query heads, Hkv key/value heads, D head dim, I MLP width, V vocab.
+
+Q, K and V come from one fused projection (and gate/up from another) so that a decode
+step runs one matrix product where the checkpoint stores two or three; the loader
+writes the checkpoint's separate tensors into slices of the fused ones.
+This module never reads files: see attncli.loading.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attncli.attention import AttnProbe, LayerMask, check_backend, eager_attention, layer_mask, sdpa_attention
+from attncli.cache import KVCache
+from attncli.models.config import ModelConfig, RopeConfig
+
+Tensor = torch.Tensor
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Normalise in float32 and scale in the input dtype, as the Llama reference does,
+        # so bfloat16 runs round at the same points.
+        dtype = x.dtype
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * x32.to(dtype)
+
+
+class Embedding(nn.Module):
+    """A lookup table (V, C). Not nn.Embedding: its constructor imports torch._dynamo
+    (~75 MB and ~1 s of start-up, measured), which a CLI that loads a model never needs."""
+
+    def __init__(self, num: int, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num, dim))
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return F.embedding(ids, self.weight)
+
+
+def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(dim, cfg.norm_eps)
+    return nn.LayerNorm(dim, eps=cfg.norm_eps, bias=cfg.norm_bias)
+
+
+def activation(name: str):
+    if name == "gelu_tanh":
+        return lambda x: F.gelu(x, approximate="tanh")
+    return {"gelu": F.gelu, "silu": F.silu, "relu": F.relu}[name]
+
+
+# ---- rotary position embedding ----
+def rope_inv_freq(rope: RopeConfig, head_dim: int) -> Tensor:
+    """Inverse frequencies (D/2,) in float32, with linear or Llama-3 scaling applied.
+    Always computed on the CPU: under a meta-device build, this arithmetic would pull in
+    torch's Python meta kernels (sympy and ~800 modules, ~75 MB, ~1 s) for nothing."""
+    steps = torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float()
+    inv = 1.0 / (rope.theta ** (steps / head_dim))
+    if rope.kind == "linear":
+        return inv / rope.factor
+    if rope.kind == "llama3":
+        # Long wavelengths are slowed by `factor`, short ones kept, the band between blended.
+        old = rope.original_max_position_embeddings
+        low_wavelen = old / rope.low_freq_factor
+        high_wavelen = old / rope.high_freq_factor
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > low_wavelen, inv / rope.factor, inv)
+        smooth = (old / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)
+        blended = (1 - smooth) * scaled / rope.factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return torch.where(medium, blended, scaled)
+    return inv
+
+
+def rope_cos_sin(inv_freq: Tensor, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """positions (B, T) -> cos, sin (B, 1, T, D), computed in float32 then cast."""
+    freqs = positions[..., None].float() * inv_freq  # (B, T, D/2)
+    emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, D)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    # Rotation by halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin): the
+    # Hugging Face layout of q/k weights, which is what every checkpoint here uses.
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+# ---- blocks ----
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.h, self.hkv, self.d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.hidden_size, cfg.q_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
+        self.o = nn.Linear(cfg.q_dim, cfg.hidden_size, bias=cfg.o_bias)
+        self.qk_norm = cfg.qk_norm
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+        self.scale = cfg.attn_scale / (layer + 1 if cfg.scale_by_inverse_layer_idx else 1)
+        self.layer = layer
+
+    def forward(
+        self,
+        x: Tensor,  # (B, T, C)
+        rope: tuple[Tensor, Tensor] | None,
+        lm: LayerMask,
+        cache: KVCache | None,
+        start: int,
+        backend: str,
+        probe: bool,
+    ) -> tuple[Tensor, AttnProbe | None]:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
+        q = q.view(b, t, self.h, self.d).transpose(1, 2)  # (B, H, T, D)
+        k = k.view(b, t, self.hkv, self.d).transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.view(b, t, self.hkv, self.d).transpose(1, 2)  # (B, Hkv, T, D)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if cache is not None:
+            k, v = cache.write(self.layer, k, v, start)  # (B, Hkv, S, D)
+        if backend == "eager" or probe:
+            out, kept = eager_attention(q, k, v, lm, scale=self.scale, probe=probe)
+        else:
+            out, kept = sdpa_attention(q, k, v, lm, scale=self.scale), None
+        out = out.transpose(1, 2).reshape(b, t, self.h * self.d)  # (B, T, H*D)
+        return self.o(out), kept
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gated = cfg.mlp == "gated"
+        width = cfg.intermediate_size
+        if self.gated:
+            self.gate_up = nn.Linear(cfg.hidden_size, 2 * width, bias=cfg.mlp_bias)  # [gate; up]
+        else:
+            self.up = nn.Linear(cfg.hidden_size, width, bias=cfg.mlp_bias)
+        self.down = nn.Linear(width, cfg.hidden_size, bias=cfg.mlp_bias)
+        self.act = activation(cfg.act)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.gated:
+            gate, up = self.gate_up(x).chunk(2, dim=-1)
+            return self.down(self.act(gate) * up)
+        return self.down(self.act(self.up(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.attn_norm = make_norm(cfg, cfg.hidden_size)
+        self.attn = Attention(cfg, layer)
+        self.mlp_norm = make_norm(cfg, cfg.hidden_size)
+        self.mlp = MLP(cfg)
+        self.window = cfg.window_of(layer)
+
+
+@dataclass
+class ForwardOutput:
+    logits: Tensor  # (B, T, V), or (B, 1, V) with last_only
+    probes: list[AttnProbe] | None = None  # one per layer, when asked for
+    masks: dict[str, LayerMask] | None = None  # the masks applied, by layer kind
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embedding(cfg.vocab_size, cfg.hidden_size)
+        if cfg.pos == "learned":
+            self.pos_embed = Embedding(cfg.max_position_embeddings, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        self.norm = make_norm(cfg, cfg.hidden_size)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        if cfg.pos == "rope":
+            self.register_buffer("inv_freq", rope_inv_freq(cfg.rope, cfg.head_dim), persistent=False)
+
+    def init_buffers(self, device: torch.device | str) -> None:
+        """Recompute non-checkpoint buffers on ``device`` (after a meta-device build)."""
+        if self.cfg.pos == "rope":
+            self.inv_freq = rope_inv_freq(self.cfg.rope, self.cfg.head_dim).to(device)
+
+    def tie_weights(self) -> None:
+        self.lm_head.weight = self.embed.weight
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.weight.dtype
+
+    def forward(
+        self,
+        input_ids: Tensor,  # (B, T)
+        *,
+        attention_mask: Tensor | None = None,  # (B, T) 1 = real token, 0 = left padding
+        cache: KVCache | None = None,
+        positions: Tensor | None = None,  # (B, T); derived from the padding when None
+        backend: str = "sdpa",
+        probe: bool = False,
+        last_only: bool = False,
+    ) -> ForwardOutput:
+        check_backend(backend)
+        b, t = input_ids.shape
+        device = input_ids.device
+        if cache is not None:
+            start = cache.reserve(t, attention_mask)
+            kv_valid = cache.valid if cache.has_padding else None  # (B, S_max)
+        else:
+            start = 0
+            kv_valid = attention_mask.bool() if attention_mask is not None else None  # (B, T)
+        kv_len = start + t
+        if positions is None:
+            positions = self.positions(kv_valid, start, t, b, device)
+
+        x = self.embed(input_ids)  # (B, T, C)
+        if self.cfg.pos == "learned":
+            x = x + self.pos_embed(positions)
+        rope = rope_cos_sin(self.inv_freq, positions, x.dtype) if self.cfg.pos == "rope" else None
+
+        masks: dict[str, LayerMask] = {}
+        probes: list[AttnProbe] = []
+        for block in self.layers:
+            kind = "sliding" if block.window is not None else "full"
+            if kind not in masks:
+                masks[kind] = layer_mask(
+                    window=block.window, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
+                    kv_valid=kv_valid, device=device, need_explicit=probe,
+                )
+            h, kept = block.attn(block.attn_norm(x), rope, masks[kind], cache, start, backend, probe)
+            x = x + h
+            x = x + block.mlp(block.mlp_norm(x))
+            if kept is not None:
+                probes.append(kept)
+        if cache is not None:
+            cache.commit(t)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.lm_head(self.norm(x))
+        return ForwardOutput(logits, probes if probe else None, masks)
+
+    @staticmethod
+    def positions(kv_valid: Tensor | None, start: int, t: int, b: int, device: torch.device) -> Tensor:
+        """Position ids (B, T) of the new tokens: count of real tokens before each slot,
+        so a left-padded row starts at position 0 at its first real token."""
+        if kv_valid is None:
+            return torch.arange(start, start + t, device=device).expand(b, t)
+        pos = kv_valid[:, : start + t].long().cumsum(-1) - 1
+        return pos[:, start:].clamp(min=0)

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny reference checkpoints, saved once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Determinism and speed for tiny models on a 2-core machine.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def saved(tmp_path_factory):
+    """saved(name, **kw) -> (folder, reference model); each variant saved once."""
+    from hf_factory import save_variant
+
+    cache: dict = {}
+
+    def get(name: str, **kw):
+        key = (name, tuple(sorted(kw.items())))
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(name)
+            cache[key] = (folder, save_variant(name, folder, **kw))
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def loaded(saved):
+    """loaded(name) -> (our LoadedModel on CPU float32, reference model)."""
+    from attncli.loading import load_model
+
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            folder, ref = saved(name)
+            cache[name] = (load_model(folder, device="cpu"), ref)
+        return cache[name]
+
+    return get
+
+
+def pytest_collection_modifyitems(config, items):
+    # The transformers reference must be present in CI: a parity test that cannot run
+    # is a failure there, not a skip.
+    if os.environ.get("CI"):
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            raise pytest.UsageError("transformers (the test reference) is not installed: pip install -e '.[test]'")

@@ -1,0 +1,111 @@
+"""Tiny random Hugging Face checkpoints, built at test time with transformers (the
+reference), in every layout attncli must load. Nothing here is committed as data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+VOCAB = 128
+
+BASE = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+            bos_token_id=1, eos_token_id=2)
+GPT2 = dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2)
+
+# name -> (model_type, config overrides). Each is one thing attncli must get right.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "gpt2": ("gpt2", dict(GPT2)),
+    "gpt2-inverse-layer-scale": ("gpt2", dict(GPT2, scale_attn_by_inverse_layer_idx=True)),
+    "llama": ("llama", dict(BASE)),
+    "llama-mqa-tied": ("llama", dict(BASE, num_key_value_heads=1, tie_word_embeddings=True)),
+    "llama-rope-linear": ("llama", dict(BASE, rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})),
+    "llama3-rope": ("llama", dict(BASE, max_position_embeddings=128, rope_parameters={
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 32, "rope_theta": 500000.0})),
+    "mistral-window": ("mistral", dict(BASE, sliding_window=4)),
+    "mistral-no-window": ("mistral", dict(BASE, sliding_window=None)),
+    "qwen2": ("qwen2", dict(BASE, tie_word_embeddings=True)),
+    "qwen2-sliding-layers": ("qwen2", dict(BASE, num_hidden_layers=3, use_sliding_window=True, sliding_window=4,
+                                           max_window_layers=1)),
+    "qwen3": ("qwen3", dict(BASE, head_dim=16)),  # head_dim != hidden / heads
+}
+
+
+def hf_config(model_type: str, **overrides):
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(model_type, **overrides)
+
+
+def build_hf_model(name: str, seed: int = 0):
+    """The reference model of a variant, float32, eager attention, eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    model_type, overrides = VARIANTS[name]
+    cfg = hf_config(model_type, **overrides)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
+    # Random norms and biases, so that a weight loaded into the wrong slot cannot hide.
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "norm" in pname or "ln_" in pname or pname.endswith("bias"):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p) if pname.endswith("weight") else 0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def save_variant(name: str, folder: Path, *, seed: int = 0, dtype: torch.dtype | None = None,
+                 max_shard_size: str | None = None):
+    """Save a variant to ``folder``; return the reference model as it was saved
+    (after a round-trip through ``dtype`` if given, then back to float32)."""
+    model = build_hf_model(name, seed)
+    if dtype is not None:
+        model = model.to(dtype)
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(folder, **kwargs)
+    return model.float().eval()
+
+
+def make_gpt2_prefixless(folder: Path, seed: int = 0):
+    """GPT-2 as the original upload stores it: no `transformer.` prefix, no lm_head
+    (tied), and the attn.bias / attn.masked_bias buffers saved beside the weights."""
+    from safetensors.torch import save_file
+
+    model = build_hf_model("gpt2", seed)
+    model.save_pretrained(folder)
+    state = {k.removeprefix("transformer."): v.contiguous() for k, v in model.state_dict().items()
+             if k != "lm_head.weight"}
+    n = model.config.n_positions
+    for i in range(model.config.n_layer):
+        state[f"h.{i}.attn.bias"] = torch.tril(torch.ones(n, n, dtype=torch.uint8)).view(1, 1, n, n)
+        state[f"h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
+    for f in folder.glob("*.safetensors"):
+        f.unlink()
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    return model
+
+
+def rewrite_config(folder: Path, **changes) -> dict:
+    """Edit config.json in place (None deletes a key); returns the new dict."""
+    path = folder / "config.json"
+    cfg = json.loads(path.read_text())
+    for k, v in changes.items():
+        if v is None:
+            cfg.pop(k, None)
+        else:
+            cfg[k] = v
+    path.write_text(json.dumps(cfg, indent=2))
+    return cfg
+
+
+def hf_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference logits (B, T, V), with position ids that skip left padding."""
+    kwargs = {}
+    if attention_mask is not None:
+        pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        kwargs = dict(attention_mask=attention_mask, position_ids=pos)
+    with torch.no_grad():
+        return model(input_ids=ids, use_cache=False, **kwargs).logits

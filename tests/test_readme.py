@@ -1,0 +1,30 @@
+"""The README's set-up commands are the ones CI runs."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bash_blocks(text: str) -> list[str]:
+    blocks, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("```bash"):
+            inside, current = True, []
+        elif line.startswith("```") and inside:
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert "pytest" in ci
+    assert ci in _bash_blocks(readme), "the README's test command and .ci/run differ"
+
+
+def test_readme_install_command_pins_the_cpu_torch():
+    blocks = _bash_blocks((ROOT / "README.md").read_text())
+    assert any("torch==2.13.0 ." in b and "attncli" in b.split("&&")[-1] for b in blocks)
