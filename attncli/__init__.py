@@ -6,10 +6,15 @@ is reached lazily through ``__getattr__`` so that ``attncli --help`` is instant.
 
 __version__ = "0.1.0"
 
+# Not `generate`: that name is the submodule attncli.generate (token-level API).
 _LAZY = {
     "load_model": ("attncli.loading", "load_model"),
     "ModelConfig": ("attncli.models.config", "ModelConfig"),
     "Tokenizer": ("attncli.tokenizer", "Tokenizer"),
+    "TextModel": ("attncli.textgen", "TextModel"),
+    "generate_text": ("attncli.textgen", "generate_text"),
+    "Generation": ("attncli.generate", "Generation"),
+    "Sampling": ("attncli.sampling", "Sampling"),
 }
 
 

@@ -130,8 +130,12 @@ def layer_mask(
     start at slot 0 and cover all keys, no padding, and the window (if any) hides nothing.
     """
     window_hides = window is not None and window < kv_len
-    if not need_explicit and q_offset == 0 and q_len == kv_len and kv_valid is None and not window_hides:
-        return LayerMask(None, True)
+    if not need_explicit and kv_valid is None and not window_hides and q_offset + q_len == kv_len:
+        if q_offset == 0:
+            return LayerMask(None, True)  # a prefill: plain causal
+        if q_len == 1:
+            return LayerMask(None, False)  # one query in the last slot sees every key
+    
     fns = [causal()]
     if window_hides:
         fns.append(sliding_window(window))
@@ -142,10 +146,12 @@ def layer_mask(
 
 
 def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str) -> Tensor:
-    """The bool mask behind a LayerMask, materialising the implicit causal one."""
+    """The bool mask (B|1, 1, T, S) behind a LayerMask, materialising the implicit ones:
+    causal (queries are the last T of S slots) or, with neither, every key visible."""
     if lm.mask is not None:
         return lm.mask
-    return build_mask(causal(), batch=1, q_len=q_len, kv_len=kv_len, device=device)
+    fn = causal() if lm.is_causal else full()
+    return build_mask(fn, batch=1, q_len=q_len, kv_len=kv_len, q_offset=kv_len - q_len, device=device)
 
 
 # ---- backends ----

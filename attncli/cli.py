@@ -17,7 +17,7 @@ import typer
 
 
 from attncli import __version__
-from attncli.errors import AttncliError, NotImplementedYetError
+from attncli.errors import AttncliError
 
 
 def _click_classes(name: str) -> tuple[type, ...]:
@@ -56,7 +56,6 @@ DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | 
 DtypeOpt = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16 (auto: checkpoint dtype on GPU, float32 on CPU).")
 AttnOpt = typer.Option("sdpa", "--attn", help="Attention backend: eager | sdpa.")
 
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
 
 
 def _version(value: bool) -> None:
@@ -78,26 +77,174 @@ def model_path(model: Optional[str]) -> str:
     return model or str(default_model_path())
 
 
-def _not_yet(command: str, issue: int) -> None:
-    raise NotImplementedYetError(f"`attncli {command}` is not implemented yet (issue #{issue})")
+@app.command()
+def generate(
+    prompts: Optional[list[str]] = typer.Argument(None, help="Prompt(s); several make one left-padded batch. None: read stdin."),
+    model: Optional[str] = ModelOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    attn: str = AttnOpt,
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n", help="New tokens per prompt (at most)."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="KV cache; --no-cache re-runs the whole sequence every step."),
+    temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 = greedy."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k likeliest tokens."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Sample among the smallest set reaching probability p."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling (same seed, same tokens, same device)."),
+    ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep going past end-of-text tokens."),
+    stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they arrive (one prompt)."),
+    echo: bool = typer.Option(True, "--echo/--no-echo", help="Print the prompt before its continuation (text output)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON Lines on stdout: one object per prompt, in order."),
+) -> None:
+    """Generate text, streamed, with or without a KV cache; stats go to stderr."""
+    from attncli import render
+    from attncli.attention import check_backend
+    from attncli.errors import BadInputError
+    from attncli.generate import check_max_new_tokens
+    from attncli.sampling import Sampling
+    from attncli.textgen import TextModel
+
+    if not prompts:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise BadInputError("give a prompt: attncli generate \"The cat sat on the\" (or pipe text on stdin)")
+        prompts = [sys.stdin.read().rstrip("\n")]
+    check_backend(attn)
+    sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    check_max_new_tokens(max_new_tokens)  # before loading: a usage error should not wait for the weights
+    tm = TextModel.load(model_path(model), device=device, dtype=dtype)
+    gen = tm.start(prompts, max_new_tokens=max_new_tokens, use_cache=cache, sampling=sampling,
+                   ignore_eos=ignore_eos, backend=attn)
+    view = render.GenerationView(tm, gen, prompts, stream=stream and len(prompts) == 1 and not as_json,
+                                 echo=echo, as_json=as_json)
+    try:
+        for step in gen:
+            view.step(step)
+    except KeyboardInterrupt:
+        view.finish(interrupted=True)
+        raise
+    view.finish()
+    render.generation_stats(gen.stats, batch=len(prompts), cache=cache, attn=attn, device=tm.lm.device, dtype=tm.lm.dtype)
 
 
-@app.command(context_settings=_PASS_THROUGH)
-def generate(ctx: typer.Context) -> None:
-    """Generate text, streamed, with or without a KV cache (not implemented yet)."""
-    _not_yet("generate", 3)
+@app.command("inspect-mask")
+def inspect_mask(
+    prompts: Optional[list[str]] = typer.Argument(None, help="Prompt(s) for the model; several make one left-padded batch."),
+    model: Optional[str] = ModelOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    attn: str = AttnOpt,
+    seq_len: Optional[int] = typer.Option(
+        None, "--seq-len", min=1,
+        help="No model and no prompts: build masks alone over N slots. With -m and no prompts: run N fixed "
+             "pseudo-random token ids through the model."),
+    kind: Optional[str] = typer.Option(
+        None, "--kind",
+        help="causal | sliding | padding | full. Masks alone: the mask to build (default causal; sliding with "
+             "--window, padding with --pad). With a model: which layers to show, causal (full-attention layers) "
+             "or sliding (default: every kind the model uses)."),
+    window: Optional[int] = typer.Option(None, "--window", help="Masks alone: window W of --kind sliding (W keys, the query's own included)."),
+    pad: int = typer.Option(0, "--pad", help="Masks alone: the first P slots are left padding."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Layer whose mask, scores and weights are shown (default: the first)."),
+    head: Optional[int] = typer.Option(None, "--head", help="Head for --scores/--weights (default 0)."),
+    scores: bool = typer.Option(False, "--scores", help="Pre-softmax scores, masked entries -inf (null in JSON); runs eager."),
+    weights: bool = typer.Option(False, "--weights", help="Post-softmax weights; runs eager."),
+    check: bool = typer.Option(
+        False, "--check",
+        help="Prove no future, out-of-window or padding key gets weight (mask, structural, behavioural, window "
+             "edge, dtype audit); exit 1 if a check fails."),
+    dump: Optional[str] = typer.Option(
+        None, "--dump",
+        help="Also write FILE, atomically, by extension: .json (as --json), .csv (a row per query/key cell, masked "
+             "scores -inf) or .safetensors (bool masks, float32 scores/weights, tokens in the metadata)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON {tokens, kind, mask, ...} (tokens null at padding, masked scores null); "
+                              "a list of those for a batch."),
+) -> None:
+    """Show the attention masks a model really applies (or masks alone), its scores and weights, and prove nothing leaks."""
+    from attncli import dumps, inspect, leakcheck, render, render_mask
+    from attncli.attention import check_backend
+    from attncli.errors import BadInputError, CheckFailedError
+
+    check_backend(attn)
+    inspect.check_window(window)
+    target = dumps.check_dump_path(dump) if dump else None  # before any model runs
+    if model is None and not prompts:
+        if seq_len is None:
+            raise BadInputError("give prompts (and -m MODEL), or --seq-len N for masks alone")
+        if scores or weights or layer is not None or head is not None:
+            raise BadInputError("--scores, --weights, --layer and --head need a model (-m)")
+        report = inspect.masks_alone(seq_len, kind=kind, window=window, pad=pad)
+        checks = leakcheck.check_alone(report) if check else None
+    else:
+        from attncli.loading import load_config, load_model
+        from attncli.tokenizer import Tokenizer
+
+        if window is not None or pad:
+            raise BadInputError("--window and --pad are for masks alone; a model's window comes from its config.json "
+                                "and its padding from prompts of different lengths")
+        if prompts and seq_len is not None:
+            raise BadInputError("give prompts or --seq-len, not both")
+        if not prompts and seq_len is None:
+            raise BadInputError("give prompts, or --seq-len N to run N arbitrary tokens through the model")
+        path = model_path(model)
+        cfg, files = load_config(path)
+        inspect.pick_layer(cfg, kind=kind, layer=layer)  # usage errors before the weights load
+        inspect.check_head(cfg, head)
+        has_tokenizer = (files.folder / "tokenizer.json").is_file()
+        tok = Tokenizer.from_dir(files.folder) if prompts or has_tokenizer else None
+        lm = load_model(path, device=device, dtype=dtype)
+        if prompts:
+            batch = inspect.encode_prompts(tok, prompts, context=cfg.context_length)
+        else:
+            batch = inspect.arbitrary_tokens(seq_len, vocab=cfg.vocab_size, context=cfg.context_length, tokenizer=tok)
+        report = inspect.model_report(lm, batch, kind=kind, layer=layer, head=head, scores=scores,
+                                      weights=weights, backend=attn)
+        checks = leakcheck.check_model(lm, batch, backend=attn) if check else None
+    if as_json:
+        render.print_json(dumps.report_json(report, checks))
+    else:
+        for view in render_mask.report_views(report, width=render.out.width):
+            render.out.print(view)
+        if checks is not None:
+            render.out.print()
+            render.out.print(render_mask.check_table(checks.rows))
+            render.out.print(render_mask.audit_table(checks.audit, leakcheck.AUDIT_SCORES, leakcheck.AUDIT_VISIBLE))
+    if target is not None:
+        dumps.write_dump(target, report, checks)
+    if checks is not None and not checks.ok:
+        raise CheckFailedError(f"inspect-mask --check: {len(checks.failed)} check(s) failed: {', '.join(checks.failed)}")
 
 
-@app.command("inspect-mask", context_settings=_PASS_THROUGH)
-def inspect_mask(ctx: typer.Context) -> None:
-    """Show the attention masks a model applies (not implemented yet)."""
-    _not_yet("inspect-mask", 4)
+@app.command()
+def profile(
+    model: Optional[str] = ModelOpt,
+    preset: Optional[str] = typer.Option(None, "--preset", help="A real model's shape by name (see `attncli info --preset help`); needs --random-weights."),
+    random_weights: bool = typer.Option(False, "--random-weights", help="Random weights in the model's shape, built on the device: no download."),
+    profile_name: Optional[str] = typer.Option(None, "--profile", help="A sweep definition: quadratic, cache, backends, or a path to a .toml file. Flags override it."),
+    seq_lens: Optional[str] = typer.Option(None, "--seq-lens", help="Comma-separated lengths, e.g. 128,256,512."),
+    max_seq_len: Optional[str] = typer.Option(None, "--max-seq-len", help="Double from 128 up to N (or 'context'); default min(context, 1024)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default 1)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="prefill | decode | both (default both)."),
+    cache: Optional[str] = typer.Option(None, "--cache", help="Decode with the KV cache: both | on | off (default both)."),
+    attn: Optional[str] = typer.Option(None, "--attn", help="Backends, comma-separated: eager,sdpa (default sdpa)."),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed runs per row; the median is reported (default 3)."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed runs first (default 1)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON, after every row (atomically)."),
+    csv_path: Optional[str] = typer.Option(None, "--csv", help="Write the rows as CSV, after every row (atomically)."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Save a PNG (needs matplotlib: attncli[plot])."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="An earlier --out JSON: print new/old latency per row."),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    as_json: bool = typer.Option(False, "--json", help="Print the result document as JSON on stdout instead of tables."),
+) -> None:
+    """Sweep sequence length; measure latency and memory; fit how they grow."""
+    from attncli import profile_run
 
-
-@app.command(context_settings=_PASS_THROUGH)
-def profile(ctx: typer.Context) -> None:
-    """Sweep sequence length and measure latency and memory (not implemented yet)."""
-    _not_yet("profile", 5)
+    plan = profile_run.plan(
+        model=model, preset=preset, random_weights=random_weights, profile_name=profile_name, seq_lens=seq_lens,
+        max_seq_len=max_seq_len, batch=batch, mode=mode, cache=cache, attn=attn, repeats=repeats, warmup=warmup,
+        out=out, csv_path=csv_path, plot=plot, compare=compare, device=device, dtype=dtype,
+    )
+    profile_run.execute(plan, as_json=as_json)
 
 
 @app.command()
@@ -105,6 +252,7 @@ def info(
     model: Optional[str] = ModelOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    preset: Optional[str] = typer.Option(None, "--preset", help="A real model's shape by name instead of -m ('help' lists them)."),
     context: Optional[int] = typer.Option(None, "--context", min=1, help="Context length for the memory estimate (default: the model's)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Batch size for the KV-cache estimate."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
@@ -114,18 +262,25 @@ def info(
     from attncli.info import model_info
     from attncli.loading import inspect_checkpoint, resolve_device, resolve_dtype
 
-    path = model_path(model)
-    cfg, files, plan = inspect_checkpoint(path)  # validates names and shapes, reads no weights
+    if preset is not None:
+        from attncli.presets import preset_config, preset_source
+
+        cfg = preset_config(preset)
+        title = f"preset {preset} ({preset_source(preset)})"
+    else:
+        cfg, files, plan = inspect_checkpoint(model_path(model))  # validates names and shapes, reads no weights
+        title = str(files.folder)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, cfg.dtype, dev)
     result = model_info(cfg, dtype=dt, context=context, batch=batch)
-    result["model"] = str(files.folder)
-    result["checkpoint_files"] = len(plan.files)
-    result["checkpoint_bytes"] = plan.checkpoint_bytes
+    if preset is not None:
+        result["model"] = f"preset:{preset}"
+    else:
+        result.update(model=str(files.folder), checkpoint_files=len(plan.files), checkpoint_bytes=plan.checkpoint_bytes)
     if as_json:
         render.print_json(result)
     else:
-        render.out.print(render.info_table(result, title=f"{files.folder}"))
+        render.out.print(render.info_table(result, title=title))
 
 
 # ---- entry point ----
@@ -134,10 +289,15 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="attncli", standalone_mode=False)
-        return result if isinstance(result, int) else 0
+        code = result if isinstance(result, int) else 0
+        if code == 130:  # Typer returns (or raises, below) 130 for a KeyboardInterrupt
+            return _fail("interrupted (Ctrl-C)", 130)
+        return code
     except AttncliError as err:
         return _fail(str(err), err.exit_code)
     except _EXIT as exc:
+        if exc.exit_code == 130:  # Typer turns KeyboardInterrupt into Exit(130)
+            return _fail("interrupted (Ctrl-C)", 130)
         return exc.exit_code
     except _USAGE as exc:
         if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
@@ -146,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
         return _fail(exc.format_message() + hint, 2)
     except _ABORT:
-        return _fail("interrupted", 130)
+        return _fail("interrupted (Ctrl-C)", 130)
     except Exception as exc:  # a bug: say so plainly, traceback only on request
         if os.environ.get("ATTNCLI_DEBUG"):
             raise

@@ -29,9 +29,3 @@ class CheckFailedError(AttncliError):
     """A verification the user asked for (such as ``inspect-mask --check``) failed."""
 
     exit_code = 1
-
-
-class NotImplementedYetError(AttncliError):
-    """A command whose issue has not landed yet."""
-
-    exit_code = 2

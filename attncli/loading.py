@@ -9,7 +9,10 @@ unexpected and mis-shaped tensors are reported together, with both shapes.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,19 +217,33 @@ def resolve_dtype(spec: str, checkpoint_dtype: str | None, device: torch.device)
 
 
 # ---- building and loading ----
+@contextmanager
+def default_dtype(dtype: torch.dtype):
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
 def build_model(cfg: ModelConfig, *, device: torch.device | str, dtype: torch.dtype, random_weights: bool) -> Transformer:
-    """A model on ``device``: empty (meta) unless ``random_weights``, in which case it
-    is initialised in place on the device, in ``dtype``, with small normal weights."""
+    """A model whose parameters are ``dtype``: empty (on the meta device) for loading into,
+    or, with ``random_weights``, allocated once on ``device`` and filled in place (normal
+    weights, unit norms, zero biases): no float32 copy first, no host round trip."""
+    with torch.device("meta"), default_dtype(dtype):
+        model = Transformer(cfg)
     if not random_weights:
-        with torch.device("meta"):
-            return Transformer(cfg)
-    with torch.device(device):
-        model = Transformer(cfg).to(dtype)
+        return model
+    model = model.to_empty(device=device)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("norm.weight") or ".norm." in name:
-                continue
-            p.normal_(0.0, 0.02) if p.dim() > 1 else p.zero_()
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith("bias"):
+                p.zero_()
+            else:
+                p.normal_(0.0, 0.02)
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model.init_buffers(device)
@@ -372,3 +389,93 @@ def _summarise(missing: list[str], misshaped: list[str], unexpected: list[str], 
         return f"{label} {len(items)}: " + "; ".join(items[:limit]) + more
 
     return " | ".join(p for p in (part("missing", missing), part("wrong shape", misshaped), part("unexpected", unexpected)) if p)
+
+
+# ---- saving: the weight maps read backwards ----
+def export_state(model: Transformer, cfg: ModelConfig, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Our parameters under their Hugging Face names: fused q/k/v and gate/up split
+    back into their parts, GPT-2's Conv1D weights transposed to (in, out), the optional
+    prefix put back, and no ``lm_head.weight`` when it is tied to the embedding.
+    Each tensor is a fresh contiguous CPU copy (safetensors refuses shared storage)."""
+    weight_map = WEIGHT_MAPS[cfg.arch]
+    prefix = PREFIXES.get(cfg.arch, "")
+    tied = cfg.tie_word_embeddings
+    if tied and model.lm_head.weight is not model.embed.weight and not torch.equal(
+        model.lm_head.weight, model.embed.weight
+    ):
+        raise BadInputError("the config ties lm_head to the embedding but the model's two differ (call tie_weights())")
+    out: dict[str, torch.Tensor] = {}
+    for ours, tensor in model.state_dict().items():
+        if ours == "lm_head.weight" and tied:
+            continue
+        m = re.match(r"layers\.(\d+)\.", ours)
+        template = re.sub(r"^layers\.\d+\.", "layers.{}.", ours)
+        if template not in weight_map:
+            raise ModelLoadError(f"no checkpoint name for our parameter {ours!r} ({cfg.arch})")
+        srcs = weight_map[template]
+        pieces = tensor.split(_split_sizes(template, cfg), dim=0) if len(srcs) > 1 else (tensor,)
+        for src, piece in zip(srcs, pieces, strict=True):
+            name = src.name.format(m.group(1)) if m else src.name
+            if not name.startswith("lm_head."):
+                name = prefix + name
+            piece = piece.detach().to("cpu", dtype or piece.dtype)
+            out[name] = (piece.t() if src.transpose else piece).contiguous().clone()
+    return out
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, flush it to disk, then
+    rename it over ``path``: readers see the old file or the new one, never half of one."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model folder is for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+
+
+def save_pretrained(model: Transformer, cfg: ModelConfig, folder: str | Path, *,
+                    dtype: torch.dtype | str | None = None) -> list[Path]:
+    """Write ``model`` as a Hugging Face model folder that both :func:`load_model` and
+    transformers' ``from_pretrained`` read: model.safetensors (HF names, via the
+    inverted WEIGHT_MAPS), generation_config.json and config.json (``cfg.to_hf()``,
+    written last, so a folder is a model only once its weights are in place).
+    ``dtype`` (default: the model's) is the dtype stored. Returns the files written."""
+    from safetensors.torch import save_file
+
+    if isinstance(dtype, str):
+        if dtype not in DTYPE_NAMES:
+            raise BadInputError(f"unknown dtype {dtype!r}; use {', '.join(DTYPE_NAMES)}")
+        dtype = DTYPE_NAMES[dtype]
+    dtype = dtype or model.dtype
+    dtype_name = {v: k for k, v in DTYPE_NAMES.items()}.get(dtype)
+    if dtype_name is None:
+        raise BadInputError(f"cannot save in {dtype}; use {', '.join(DTYPE_NAMES)}")
+    hf_config = cfg.with_(dtype=dtype_name).to_hf()  # refuses configs HF cannot express, before writing
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    state = export_state(model, cfg, dtype=dtype)
+
+    weights = folder / "model.safetensors"
+    _atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    # A shard index left by an earlier save would win over the new file: remove it and its shards.
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        stale = set(_read_json(index, "the shard index").get("weight_map", {}).values())
+        index.unlink()
+        for shard in stale - {weights.name}:
+            (folder / shard).unlink(missing_ok=True)
+    generation = {k: hf_config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in hf_config}
+    _write_json(folder / "generation_config.json", generation)
+    _write_json(folder / "config.json", hf_config)
+    return [weights, folder / "generation_config.json", folder / "config.json"]

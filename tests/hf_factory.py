@@ -109,3 +109,43 @@ def hf_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = No
         kwargs = dict(attention_mask=attention_mask, position_ids=pos)
     with torch.no_grad():
         return model(input_ids=ids, use_cache=False, **kwargs).logits
+
+
+# ---- text models: a tokenizer trained at test time, and a model whose vocab covers it ----
+TEXT_VOCAB = 320  # model vocab; the byte-level BPE below uses at most 300 ids
+TEXT_CORPUS = [
+    "The cat sat on the mat. It was fluffy.", "The dog ran to the park. He was happy.",
+    "A girl read a book in the café. She liked it.", "Naïve birds fly over Zürich and São Paulo.",
+    "The children played all day 🐱 👍🏽 and then they slept.", "日本語 text and emoji 🇫🇷 too.",
+] * 20
+
+
+def save_tokenizer(folder: Path) -> None:
+    """A byte-level BPE (GPT-2 style) with <|endoftext|> as id 0, trained here, now."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(TEXT_CORPUS, trainer)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<|endoftext|>", "bos_token": "<|endoftext|>"}))
+
+
+def save_text_model(folder: Path, model_type: str = "llama", seed: int = 0, **overrides):
+    """A random model of ``model_type`` with a tokenizer, ready for `attncli generate`."""
+    from transformers import AutoModelForCausalLM
+
+    if model_type == "gpt2":
+        base = dict(GPT2, vocab_size=TEXT_VOCAB, n_positions=256, bos_token_id=0, eos_token_id=0)
+    else:
+        base = dict(BASE, vocab_size=TEXT_VOCAB, max_position_embeddings=256, bos_token_id=0, eos_token_id=0)
+    cfg = hf_config(model_type, **{**base, **overrides})
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32).eval()
+    model.save_pretrained(folder)
+    save_tokenizer(folder)
+    return model

@@ -81,7 +81,11 @@ def test_is_causal_only_when_truly_valid():
     assert layer_mask(window=None, q_len=4, q_offset=0, kv_len=4, kv_valid=None, **kw).is_causal
     assert layer_mask(window=8, q_len=4, q_offset=0, kv_len=4, kv_valid=None, **kw).is_causal  # window hides nothing
     assert not layer_mask(window=3, q_len=4, q_offset=0, kv_len=4, kv_valid=None, **kw).is_causal
-    assert not layer_mask(window=None, q_len=1, q_offset=3, kv_len=4, kv_valid=None, **kw).is_causal
+    decode = layer_mask(window=None, q_len=1, q_offset=3, kv_len=4, kv_valid=None, **kw)
+    assert decode.mask is None and not decode.is_causal  # the last slot sees every key
+    assert torch.equal(explicit(decode, 1, 4, "cpu"), torch.ones(1, 1, 1, 4, dtype=torch.bool))
+    assert layer_mask(window=3, q_len=1, q_offset=3, kv_len=4, kv_valid=None, **kw).mask is not None
+    assert layer_mask(window=None, q_len=2, q_offset=2, kv_len=4, kv_valid=None, **kw).mask is not None
     assert not layer_mask(window=None, q_len=4, q_offset=0, kv_len=4, kv_valid=torch.ones(1, 4, dtype=torch.bool), **kw).is_causal
 
 

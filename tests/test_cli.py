@@ -127,11 +127,6 @@ def test_usage_errors_are_one_line(capfd):
     assert_one_line_error(*run(capfd, "frobnicate")[::2], 2, "No such command")
 
 
-@pytest.mark.parametrize("command, issue", [("profile", 5)])
-def test_unbuilt_commands_say_so(capfd, command, issue):
-    assert_one_line_error(*run(capfd, command, "--anything")[::2], 2, f"not implemented yet (issue #{issue})")
-
-
 def test_help_and_version(capfd):
     code, out, _ = run(capfd, "--help")
     assert code == 0 and all(c in out for c in ("generate", "inspect-mask", "profile", "info"))

@@ -98,3 +98,21 @@ def test_inconsistent_heads():
     d["num_key_value_heads"] = 3
     with pytest.raises(ModelLoadError, match="multiple"):
         ModelConfig.from_hf(d)
+
+
+def test_neutral_fields_of_real_config_files_are_accepted():
+    """Real SmolLM2 / Qwen2.5 / gpt2-medium files carry these; off, they change nothing."""
+    d = hf_dict("llama")
+    d.update(is_llama_config=True, rope_interleaved=False, use_mrope=False)
+    assert ModelConfig.from_hf(d).arch == "llama"
+    g = hf_dict("gpt2")
+    g.update(n_special=0, predict_special_tokens=True)
+    assert ModelConfig.from_hf(g).arch == "gpt2"
+
+
+@pytest.mark.parametrize("field", ["rope_interleaved", "use_mrope"])
+def test_switches_that_change_the_math_are_refused_when_on(field):
+    d = hf_dict("qwen2")
+    d[field] = True
+    with pytest.raises(ModelLoadError, match=field):
+        ModelConfig.from_hf(d)

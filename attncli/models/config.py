@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from attncli.errors import ModelLoadError
+from attncli.errors import BadInputError, ModelLoadError
 
 # Architectures implemented, and the model_type strings that mean the same layout.
 ALIASES: dict[str, str] = {
@@ -52,10 +52,17 @@ _HARMLESS = {
     "temperature", "top_k", "top_p", "do_sample", "max_length", "min_length",
     "num_beams", "repetition_penalty", "length_penalty", "no_repeat_ngram_size",
     "reorder_and_upcast_attn",  # GPT-2: precision of the same scores; we softmax in float32 anyway
+    "is_llama_config", "n_special", "predict_special_tokens",  # seen in real SmolLM2 / gpt2-medium files
     "use_return_dict", "keys_to_ignore_at_inference",
 }
 
 _ROPE_TYPES = {"default", "linear", "llama3"}
+
+# Switches that real config.json files carry switched off; on, they change the math.
+_OFF_ONLY = {
+    "rope_interleaved": "interleaved (GPT-J style) rotary pairs are not implemented",
+    "use_mrope": "multimodal rotary embedding is not implemented",
+}
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,10 @@ class ModelConfig:
             )
         parse = _PARSERS[arch]
         used: set[str] = set()
-        kwargs = parse(_Reader(cfg, used))
+        reader = _Reader(cfg, used)
+        for key, why in _OFF_ONLY.items():
+            reader.refuse_if(key, bool(cfg.get(key)), why)
+        kwargs = parse(reader)
         unknown = sorted(k for k in cfg if k not in used and k not in _HARMLESS)
         if unknown:
             raise ModelLoadError(
@@ -185,6 +195,33 @@ class ModelConfig:
             dtype=_checkpoint_dtype(cfg),
             **kwargs,
         )
+
+    # ---- back to Hugging Face config.json: the inverse of from_hf ----
+    def to_hf(self) -> dict[str, Any]:
+        """A config.json dict that ``from_hf`` reads back to an equal ModelConfig and
+        that transformers builds the same model from.
+
+        A config that its model_type cannot express (a bias Llama has no switch for,
+        an attention scale GPT-2 cannot state) is refused, naming what does not fit:
+        writing a file that describes some other model would be worse.
+        """
+        _check_expressible(self)
+        out: dict[str, Any] = {
+            "architectures": [_HF_CLASSES[self.arch]],
+            "model_type": self.arch,
+            **_TO_HF[self.arch](self),
+            "tie_word_embeddings": self.tie_word_embeddings,
+        }
+        if self.bos_token_id is not None:
+            out["bos_token_id"] = self.bos_token_id
+        if self.eos_token_ids:
+            eos = self.eos_token_ids
+            out["eos_token_id"] = eos[0] if len(eos) == 1 else list(eos)
+        if self.pad_token_id is not None:
+            out["pad_token_id"] = self.pad_token_id
+        if self.dtype is not None:
+            out["dtype"] = self.dtype
+        return out
 
 
 class _Reader:
@@ -368,3 +405,118 @@ def _id_list(value: Any) -> list[int]:
 def _first_id(value: Any) -> int | None:
     ids = _id_list(value)
     return ids[0] if ids else None
+
+
+# ---- ModelConfig -> config.json (used by ModelConfig.to_hf) ----
+_HF_CLASSES = {
+    "gpt2": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+}
+# ours -> the config.json spelling each family uses for it
+_HF_ACTIVATIONS = {
+    "gpt2": {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"},
+    "llama": {"silu": "silu", "gelu_tanh": "gelu_pytorch_tanh", "gelu": "gelu", "relu": "relu"},
+}
+
+
+def _check_expressible(c: ModelConfig) -> None:
+    """Raise if ``c`` is not a model that its arch's config.json can describe."""
+    family = "gpt2" if c.arch == "gpt2" else "llama"
+    if c.arch == "gpt2":
+        want = dict(norm="layernorm", norm_bias=True, mlp="plain", pos="learned", qkv_bias=True,
+                    o_bias=True, mlp_bias=True, qk_norm=False, sliding_window=None)
+        scales = {c.head_dim**-0.5, 1.0}  # scale_attn_weights true / false
+    else:
+        want = dict(norm="rmsnorm", norm_bias=False, mlp="gated", pos="rope", scale_by_inverse_layer_idx=False,
+                    qk_norm=c.arch == "qwen3")
+        if c.arch in ("llama", "qwen3"):
+            want["o_bias"] = c.qkv_bias  # one switch, attention_bias, for both
+        else:
+            want.update(qkv_bias=c.arch == "qwen2", o_bias=False)
+        if c.arch != "llama":
+            want["mlp_bias"] = False
+        if c.arch == "llama":
+            want["sliding_window"] = None
+        scales = {c.head_dim**-0.5}
+    bad = [f"{k}={getattr(c, k)!r} (needs {v!r})" for k, v in want.items() if getattr(c, k) != v]
+    if c.attn_scale not in scales:
+        bad.append(f"attn_scale={c.attn_scale!r}")
+    if c.act not in _HF_ACTIVATIONS[family]:
+        bad.append(f"act={c.act!r}")
+    if c.arch == "mistral" and c.layer_types != (["sliding"] * c.num_layers if c.sliding_window else ["full"] * c.num_layers):
+        bad.append("per-layer layer_types (Mistral applies its window to every layer)")
+    if bad:
+        raise BadInputError(f"cannot write a {c.arch} config.json for this model: {'; '.join(bad)}")
+
+
+def _gpt2_to_hf(c: ModelConfig) -> dict[str, Any]:
+    return {
+        "vocab_size": c.vocab_size,
+        "n_embd": c.hidden_size,
+        "n_layer": c.num_layers,
+        "n_head": c.num_heads,
+        "n_inner": c.intermediate_size,
+        "n_positions": c.max_position_embeddings,
+        "layer_norm_epsilon": c.norm_eps,
+        "activation_function": _HF_ACTIVATIONS["gpt2"][c.act],
+        "scale_attn_weights": c.attn_scale == c.head_dim**-0.5,
+        "scale_attn_by_inverse_layer_idx": c.scale_by_inverse_layer_idx,
+    }
+
+
+def _rope_to_hf(rope: RopeConfig) -> dict[str, Any]:
+    # transformers >= 5 reads rope_parameters; older releases read rope_theta (and
+    # rope_scaling, which from_hf merges into rope_parameters when both are present).
+    params: dict[str, Any] = {"rope_type": rope.kind, "rope_theta": rope.theta}
+    if rope.kind in ("linear", "llama3"):
+        params["factor"] = rope.factor
+    if rope.kind == "llama3":
+        params.update(low_freq_factor=rope.low_freq_factor, high_freq_factor=rope.high_freq_factor,
+                      original_max_position_embeddings=rope.original_max_position_embeddings)
+    out: dict[str, Any] = {"rope_theta": rope.theta, "rope_parameters": params}
+    if rope.kind != "default":
+        out["rope_scaling"] = dict(params)
+    return out
+
+
+def _llama_family_to_hf(c: ModelConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+        "num_key_value_heads": c.num_kv_heads,
+        "head_dim": c.head_dim,
+        "hidden_act": _HF_ACTIVATIONS["llama"][c.act],
+        "max_position_embeddings": c.max_position_embeddings,
+        "rms_norm_eps": c.norm_eps,
+        **_rope_to_hf(c.rope or RopeConfig()),
+    }
+    if c.arch in ("llama", "qwen3"):
+        out["attention_bias"] = c.qkv_bias
+    if c.arch == "llama":
+        out["mlp_bias"] = c.mlp_bias
+    if c.arch == "mistral":
+        out["sliding_window"] = c.sliding_window
+    if c.arch in ("qwen2", "qwen3"):
+        names = {"full": "full_attention", "sliding": "sliding_attention"}
+        out.update(
+            use_sliding_window=c.has_sliding_layers,
+            sliding_window=c.sliding_window,
+            max_window_layers=c.num_layers,  # superseded by layer_types, which is explicit
+            layer_types=[names[t] for t in c.layer_types],
+        )
+    return out
+
+
+_TO_HF = {
+    "gpt2": _gpt2_to_hf,
+    "llama": _llama_family_to_hf,
+    "mistral": _llama_family_to_hf,
+    "qwen2": _llama_family_to_hf,
+    "qwen3": _llama_family_to_hf,
+}

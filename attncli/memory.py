@@ -1,0 +1,72 @@
+"""Peak memory of a piece of work, measured the same way by generate and profile.
+
+CUDA: the allocator's own high-water mark (``max_memory_allocated``) after a reset,
+minus what was allocated before: exact, no sampling. CPU: process RSS sampled by a
+background thread, minus the RSS before the work: an estimate (short spikes between
+samples can be missed), and it includes allocator caching, which is what a user
+sees in `top`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psutil
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work so a host timer measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+class PeakMemory:
+    """Context manager: ``peak_bytes`` is the growth over the baseline at entry."""
+
+    def __init__(self, device: torch.device | str, interval_s: float = 0.002):
+        self.device = torch.device(device)
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self.reserved_bytes = 0  # CUDA: peak reserved by the caching allocator
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            self._base_reserved = torch.cuda.memory_reserved(self.device)
+        else:
+            self._proc = psutil.Process()
+            self._base = self._proc.memory_info().rss
+            self._max = self._base
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._max = max(self._max, self._proc.memory_info().rss)
+            time.sleep(self.interval_s)
+
+    def read(self) -> int:
+        """The peak so far (callable inside the block, e.g. for partial stats)."""
+        if self.device.type == "cuda":
+            return max(0, torch.cuda.max_memory_allocated(self.device) - self._base)
+        self._max = max(self._max, self._proc.memory_info().rss)
+        return max(0, self._max - self._base)
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            self.reserved_bytes = max(0, torch.cuda.max_memory_reserved(self.device) - self._base_reserved)
+        else:
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
+        self.peak_bytes = self.read()
