@@ -145,6 +145,20 @@ def layer_mask(
     return LayerMask(mask, False)
 
 
+def static_layer_mask(
+    *, window: int | None, batch: int, slot: Tensor, kv_len: int, kv_valid: Tensor | None
+) -> LayerMask:
+    """The mask of one query at cache slot ``slot`` (a (1,) tensor, so that a compiled step
+    does not specialise on it) over all ``kv_len`` slots: causal, windowed, padded."""
+    fns = [causal()]
+    if window is not None:
+        fns.append(sliding_window(window))
+    if kv_valid is not None:
+        fns.append(padding(kv_valid))
+    mask = build_mask(and_masks(*fns), batch=batch, q_len=1, kv_len=kv_len, q_offset=slot, device=slot.device)
+    return LayerMask(mask, False)
+
+
 def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str) -> Tensor:
     """The bool mask (B|1, 1, T, S) behind a LayerMask, materialising the implicit ones:
     causal (queries are the last T of S slots) or, with neither, every key visible."""

@@ -54,8 +54,14 @@ class KVCache:
             self.has_padding = True
         return start
 
-    def write(self, layer: int, k_new: Tensor, v_new: Tensor, start: int) -> tuple[Tensor, Tensor]:
-        """Store (B, Hkv, T, D) at slots start..start+T-1; return the filled prefix (views)."""
+    def write(self, layer: int, k_new: Tensor, v_new: Tensor, start: int | Tensor) -> tuple[Tensor, Tensor]:
+        """Store (B, Hkv, T, D) at slots start..start+T-1; return the filled prefix (views).
+        With ``start`` a (T,) tensor of slots (a compiled decode step): index_copy_ there
+        and return every slot, so that shapes never change."""
+        if isinstance(start, Tensor):
+            self.k[layer].index_copy_(2, start, k_new)
+            self.v[layer].index_copy_(2, start, v_new)
+            return self.k[layer], self.v[layer]
         end = start + k_new.shape[2]
         self.k[layer][:, :, start:end] = k_new
         self.v[layer][:, :, start:end] = v_new

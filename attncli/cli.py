@@ -94,6 +94,7 @@ def generate(
     stream: bool = typer.Option(True, "--stream/--no-stream", help="Print tokens as they arrive (one prompt)."),
     echo: bool = typer.Option(True, "--echo/--no-echo", help="Print the prompt before its continuation (text output)."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines on stdout: one object per prompt, in order."),
+    compile_step: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA graphs on a GPU); compile time is reported apart."),
 ) -> None:
     """Generate text, streamed, with or without a KV cache; stats go to stderr."""
     from attncli import render
@@ -112,7 +113,7 @@ def generate(
     check_max_new_tokens(max_new_tokens)  # before loading: a usage error should not wait for the weights
     tm = TextModel.load(model_path(model), device=device, dtype=dtype)
     gen = tm.start(prompts, max_new_tokens=max_new_tokens, use_cache=cache, sampling=sampling,
-                   ignore_eos=ignore_eos, backend=attn)
+                   ignore_eos=ignore_eos, backend=attn, compile=compile_step)
     view = render.GenerationView(tm, gen, prompts, stream=stream and len(prompts) == 1 and not as_json,
                                  echo=echo, as_json=as_json)
     try:
@@ -235,6 +236,7 @@ def profile(
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result document as JSON on stdout instead of tables."),
+    compile_step: bool = typer.Option(False, "--compile", help="torch.compile the cached decode step (decode rows with the cache); compile time reported apart."),
 ) -> None:
     """Sweep sequence length; measure latency and memory; fit how they grow."""
     from attncli import profile_run
@@ -242,7 +244,7 @@ def profile(
     plan = profile_run.plan(
         model=model, preset=preset, random_weights=random_weights, profile_name=profile_name, seq_lens=seq_lens,
         max_seq_len=max_seq_len, batch=batch, mode=mode, cache=cache, attn=attn, repeats=repeats, warmup=warmup,
-        out=out, csv_path=csv_path, plot=plot, compare=compare, device=device, dtype=dtype,
+        out=out, csv_path=csv_path, plot=plot, compare=compare, device=device, dtype=dtype, compile_step=compile_step,
     )
     profile_run.execute(plan, as_json=as_json)
 

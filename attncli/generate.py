@@ -51,6 +51,7 @@ class GenerationStats:
     peak_memory_bytes: int
     seed: int | None
     interrupted: bool = False
+    compile_s: float | None = None  # torch.compile of the decode step, before the clock started
 
     def row_tokens_per_s(self, row: Row) -> float | None:
         if self.ttft_s is None or row.done_s is None or len(row.tokens) < 2:
@@ -103,7 +104,10 @@ class Generation:
         eos_token_ids: Sequence[int] = (),
         pad_token_id: int = 0,
         backend: str = "sdpa",
+        compile: bool = False,
     ):
+        if compile and not use_cache:
+            raise BadInputError("--compile compiles the cached decode step: it needs the KV cache (drop --no-cache)")
         if not prompts or any(len(p) == 0 for p in prompts):
             raise BadInputError("every prompt must have at least one token")
         check_max_new_tokens(max_new_tokens)
@@ -115,6 +119,8 @@ class Generation:
         self.eos = frozenset(eos_token_ids)
         self.pad_token_id = pad_token_id
         self.backend = backend
+        self.compile = compile
+        self._compile_s: float | None = None
         self.rows = [Row(list(p)) for p in prompts]
         self.cache: KVCache | None = None
         self._t0: float | None = None
@@ -135,11 +141,15 @@ class Generation:
         batch, prompt_len = ids.shape
         try:
             with torch.inference_mode(), self._mem:
-                synchronize(device)
-                self._t0 = time.perf_counter()
                 if self.use_cache:
                     self.cache = KVCache(self.model.cfg, batch=batch, max_len=prompt_len + self.max_new_tokens,
                                          dtype=self.model.dtype, device=device)
+                if self.compile:
+                    self._compile_s = compiled_step(self.model).warm(self.cache, self.backend)
+                row_pos = (mask.sum(-1, keepdim=True) if mask is not None
+                           else torch.full((batch, 1), prompt_len, device=device))  # (B, 1) next positions
+                synchronize(device)
+                self._t0 = time.perf_counter()
                 logits = self._forward(ids, mask)  # (B, V)
                 for index in range(self.max_new_tokens):
                     next_ids = sample(logits, self.sampling, generator)  # (B,)
@@ -151,7 +161,10 @@ class Generation:
                     if self.done:
                         break
                     step_mask = None if mask is None else torch.ones(batch, 1, dtype=mask.dtype, device=device)
-                    if self.use_cache:
+                    if self.compile:
+                        logits = compiled_step(self.model).step(next_ids[:, None], row_pos, self.cache, self.backend)
+                        row_pos = row_pos + 1
+                    elif self.use_cache:
                         logits = self._forward(next_ids[:, None], step_mask)
                     else:
                         ids = torch.cat([ids, next_ids[:, None]], dim=1)
@@ -205,7 +218,46 @@ class Generation:
             peak_memory_bytes=self._mem.peak_bytes or (self._mem.read() if self._t0 else 0),
             seed=self._seed,
             interrupted=self._interrupted,
+            compile_s=self._compile_s,
         )
+
+
+class CompiledStep:
+    """torch.compile of Transformer.decode_step, kept on the model so that every
+    Generation reuses it (compiled once per model and batch/cache shape). On CUDA it
+    uses CUDA graphs (mode "reduce-overhead"); on the CPU plain inductor code."""
+
+    def __init__(self, model: Transformer):
+        mode = "reduce-overhead" if model.device.type == "cuda" else None
+        self.model = model
+        self.fn = torch.compile(model.decode_step, mode=mode, dynamic=False)
+
+    def step(self, ids: Tensor, positions: Tensor, cache: KVCache, backend: str) -> Tensor:
+        slot = cache.length
+        cache.valid[:, slot] = True
+        logits = self.fn(ids, positions, torch.tensor([slot], device=ids.device), cache, backend)
+        cache.length += 1
+        return logits
+
+    def warm(self, cache: KVCache, backend: str, calls: int = 3) -> float:
+        """Compile (and, on CUDA, record the graph) before any timing. The warm-up writes the
+        cache's last slot, which every real step masks as a future slot until it
+        overwrites it. Returns the seconds spent."""
+        device = cache.valid.device
+        ids = torch.zeros(cache.batch, 1, dtype=torch.long, device=device)
+        pos = torch.zeros(cache.batch, 1, dtype=torch.long, device=device)
+        slot = torch.tensor([cache.max_len - 1], device=device)
+        t = time.perf_counter()
+        for _ in range(calls):
+            self.fn(ids, pos, slot, cache, backend)
+        synchronize(device)
+        return time.perf_counter() - t
+
+
+def compiled_step(model: Transformer) -> CompiledStep:
+    if getattr(model, "_compiled_step", None) is None:
+        model._compiled_step = CompiledStep(model)
+    return model._compiled_step
 
 
 def generate(model: Transformer, prompts: Sequence[Sequence[int]], **options) -> Generation:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from attncli.atomic import write_atomic
 from attncli.errors import BadInputError, ModelLoadError
+from attncli.layout import apply as apply_layout
+from attncli.layout import empty_weight, transposed_names
 from attncli.models.config import ModelConfig
 from attncli.models.transformer import Transformer
 from attncli.safetensors_io import SafetensorsFile
@@ -227,7 +229,8 @@ def default_dtype(dtype: torch.dtype):
         torch.set_default_dtype(old)
 
 
-def build_model(cfg: ModelConfig, *, device: torch.device | str, dtype: torch.dtype, random_weights: bool) -> Transformer:
+def build_model(cfg: ModelConfig, *, device: torch.device | str, dtype: torch.dtype, random_weights: bool,
+                layout: str | None = None) -> Transformer:
     """A model whose parameters are ``dtype``: empty (on the meta device) for loading into,
     or, with ``random_weights``, allocated once on ``device`` and filled in place (normal
     weights, unit norms, zero biases): no float32 copy first, no host round trip."""
@@ -247,6 +250,7 @@ def build_model(cfg: ModelConfig, *, device: torch.device | str, dtype: torch.dt
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model.init_buffers(device)
+    apply_layout(model, transposed_names(model, torch.device(device), layout))
     return model.eval().requires_grad_(False)
 
 
@@ -290,13 +294,18 @@ def inspect_checkpoint(path: str | Path) -> tuple[ModelConfig, ModelFiles, LoadP
     return cfg, files, plan_load(cfg, files)
 
 
-def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", layout: str | None = None) -> LoadedModel:
+    """``layout``: weight storage, "auto" (default; ATTNCLI_LAYOUT overrides), "out_in" or
+    "in_out": see attncli.layout."""
     cfg, files = load_config(path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, cfg.dtype, dev)
     plan = plan_load(cfg, files)
     model = build_model(cfg, device=dev, dtype=dt, random_weights=False)
-    model.load_state_dict(read_weights(plan, model, dev, dt), strict=False, assign=True)
+    transposed = transposed_names(model, dev, layout)
+    if cfg.tie_word_embeddings and "lm_head.weight" in transposed:
+        transposed.add("embed.weight")  # the head is the embedding: load it in the head's layout
+    model.load_state_dict(read_weights(plan, model, dev, dt, transposed), strict=False, assign=True)
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model.init_buffers(dev)
@@ -360,25 +369,57 @@ def plan_load(cfg: ModelConfig, files: ModelFiles) -> LoadPlan:
     return LoadPlan(plan, where, dropped, ignored)
 
 
-def read_weights(plan: LoadPlan, model: nn.Module, device: torch.device, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Each parameter allocated once on ``device`` in ``dtype`` and filled part by part."""
+CHUNK_BYTES = 16 * 2**20  # converted, transposed or re-laid-out tensors are copied this much at a time
+
+
+def read_weights(
+    plan: LoadPlan, model: nn.Module, device: torch.device, dtype: torch.dtype, transposed: set[str] = frozenset()
+) -> dict[str, torch.Tensor]:
+    """Each parameter allocated once on ``device`` in ``dtype`` (and, for names in
+    ``transposed``, in (in, out) storage: attncli.layout) and filled part by part. A part
+    whose bytes can go straight into place is read there; any other is read in row
+    chunks of at most CHUNK_BYTES, so the load never holds a second copy of a matrix."""
     state = {}
+    # One scratch buffer for every chunk: allocating a fresh 16 MB block per chunk lets
+    # glibc move them onto its heap (its mmap threshold adapts), where freed blocks stay
+    # resident (measured: load peak 1.42x instead of 1.02x the checkpoint size).
+    scratch = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
     for ours, parts in plan.parts.items():
-        dest = torch.empty(model.get_parameter(ours).shape, dtype=dtype, device=device)
+        shape = tuple(model.get_parameter(ours).shape)
+        dest = empty_weight(shape, transposed=ours in transposed, dtype=dtype, device=device) if len(shape) == 2 \
+            else torch.empty(shape, dtype=dtype, device=device)
         row = 0
         for name, src, want in parts:
             reader = plan.where[name]
             rows = want[-1] if src.transpose else want[0]
-            piece = dest[row : row + rows]
-            if reader.tensors[name].dtype == dtype and device.type == "cpu" and not src.transpose:
-                reader.read(name, piece)  # straight into place: no extra copy
+            piece = dest[row : row + rows]  # (rows, in) view of our (out, in) parameter
+            direct = piece.t() if src.transpose else piece  # the same elements, in the file's shape
+            if reader.tensors[name].dtype == dtype and device.type == "cpu" and direct.is_contiguous():
+                reader.read(name, direct)  # straight into place: no extra copy
             else:
-                tmp = reader.read(name)
-                piece.copy_(tmp.t() if src.transpose else tmp)
-                del tmp
+                _copy_in_chunks(reader, name, direct, scratch)
             row += rows
         state[ours] = dest
     return state
+
+
+def _copy_in_chunks(reader: SafetensorsFile, name: str, target: torch.Tensor, scratch: torch.Tensor) -> None:
+    """Fill ``target`` (the file tensor's shape, any strides, dtype, device) from the file,
+    a block of rows at a time, read into ``scratch`` (uint8, CHUNK_BYTES)."""
+    info = reader.tensors[name]
+    if not info.shape or info.shape[0] == 0:
+        target.copy_(reader.read(name))
+        return
+    n = info.shape[0]
+    row_bytes = info.nbytes // n
+    if row_bytes > scratch.numel():  # one row larger than a chunk: read it whole
+        target.copy_(reader.read(name))
+        return
+    step = scratch.numel() // row_bytes
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        block = scratch[: (stop - start) * row_bytes].view(info.dtype).view(stop - start, *info.shape[1:])
+        target[start:stop].copy_(reader.read(name, block, rows=(start, stop)))
 
 
 def _summarise(missing: list[str], misshaped: list[str], unexpected: list[str], limit: int = 6) -> str:
@@ -423,25 +464,21 @@ def export_state(model: Transformer, cfg: ModelConfig, *, dtype: torch.dtype | N
     return out
 
 
-def _atomic_write(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary file beside ``path``, flush it to disk, then
-    rename it over ``path``: readers see the old file or the new one, never half of one."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
+def _write_durably(path: Path, write) -> None:
+    """``write(tmp)`` through attncli.atomic (temporary file beside ``path``, renamed over
+    it), with the bytes flushed to disk before the rename, so that even a crash leaves the
+    old file or the whole new one."""
+
+    def write_and_sync(tmp: str) -> None:
+        write(Path(tmp))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model folder is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write_and_sync)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
+    _write_durably(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8"))
 
 
 def save_pretrained(model: Transformer, cfg: ModelConfig, folder: str | Path, *,
@@ -467,7 +504,7 @@ def save_pretrained(model: Transformer, cfg: ModelConfig, folder: str | Path, *,
     state = export_state(model, cfg, dtype=dtype)
 
     weights = folder / "model.safetensors"
-    _atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    _write_durably(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     # A shard index left by an earlier save would win over the new file: remove it and its shards.
     index = folder / "model.safetensors.index.json"
     if index.is_file():

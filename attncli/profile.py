@@ -51,6 +51,7 @@ class SweepSpec:
     attns: tuple[str, ...] = ("sdpa",)
     repeats: int = 3
     warmup: int = 1
+    compile: bool = False  # torch.compile the cached decode step (decode rows with the cache)
 
     def points(self) -> list[tuple[str, bool | None, str, int]]:
         """(mode, cache, attn, T) in run order: series by series, T ascending."""
@@ -123,6 +124,7 @@ class Row:
     score_bytes: int | None = None  # one layer's eager score matrix; 0 for sdpa rows
     gflops_per_s: float | None = None
     gb_per_s: float | None = None  # weights + KV read once, over the latency
+    compile_s: float | None = None  # first warm-up call of a compiled step: compile time, not in the latency
     timings_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,7 +190,8 @@ def _predicted_bytes(model: Transformer, mode: str, cache: bool | None, attn: st
     return need
 
 
-def _step_fn(model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int, device) -> Callable[[], Any]:
+def _step_fn(model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int, device,
+             compiled: bool = False) -> Callable[[], Any]:
     """The function timed for one row (setup, such as filling a cache, done here, untimed)."""
     g = torch.Generator().manual_seed(t)
     ids = torch.randint(0, model.cfg.vocab_size, (batch, t), generator=g).to(device)  # (B, T)
@@ -198,6 +201,12 @@ def _step_fn(model: Transformer, mode: str, cache: bool | None, attn: str, batch
             model(ids[:, :-1], cache=kv, backend=attn, last_only=True)
         depth = t - 1
         last = ids[:, -1:]  # (B, 1)
+        if compiled:
+            from attncli.generate import compiled_step
+
+            fn = compiled_step(model).fn
+            pos, slot = torch.full((batch, 1), depth, device=device), torch.tensor([depth], device=device)
+            return lambda: fn(last, pos, slot, kv, attn)  # static shapes: rewrites slot T-1 each call
 
         def step():
             kv.length = depth  # the same step again: it overwrites slot T-1
@@ -208,7 +217,8 @@ def _step_fn(model: Transformer, mode: str, cache: bool | None, attn: str, batch
 
 
 def measure(
-    model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int, *, repeats: int, warmup: int
+    model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int, *, repeats: int, warmup: int,
+    compile: bool = False,
 ) -> Row:
     device = model.device
     row = Row(mode, t, batch, cache, attn)
@@ -227,7 +237,11 @@ def measure(
     timer = Timer(device)
     try:
         with torch.inference_mode(), PeakMemory(device) as mem:
-            fn = _step_fn(model, mode, cache, attn, batch, t, device)
+            compiled = compile and mode == "decode" and bool(cache)
+            fn = _step_fn(model, mode, cache, attn, batch, t, device, compiled)
+            if compiled:
+                row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
+                warmup = max(warmup, 2)
             for _ in range(warmup):
                 fn()
             times = [timer(fn) for _ in range(repeats)]
@@ -258,7 +272,8 @@ def run_sweep(model: Transformer, spec: SweepSpec) -> Iterator[Row]:
         key = (mode, cache, attn, spec.batch)
         if key in stopped:
             continue
-        row = measure(model, mode, cache, attn, spec.batch, t, repeats=spec.repeats, warmup=spec.warmup)
+        row = measure(model, mode, cache, attn, spec.batch, t, repeats=spec.repeats, warmup=spec.warmup,
+                      compile=spec.compile)
         if row.status == "oom":
             stopped.add(key)
         yield row

@@ -41,7 +41,7 @@ def _pick(flag: Any, profile: dict[str, Any], key: str, default: Any) -> Any:
 def plan(*, model: str | None, preset: str | None, random_weights: bool, profile_name: str | None,
          seq_lens: str | None, max_seq_len: str | None, batch: int | None, mode: str | None, cache: str | None,
          attn: str | None, repeats: int | None, warmup: int | None, out: str | None, csv_path: str | None,
-         plot: str | None, compare: str | None, device: str, dtype: str) -> Plan:
+         plot: str | None, compare: str | None, device: str, dtype: str, compile_step: bool = False) -> Plan:
     """Every check that needs no model first (cheap, before a possibly long build)."""
     prof = load_profile(profile_name) if profile_name else {}
     mode_v = str(_pick(mode, prof, "mode", "both"))
@@ -82,7 +82,8 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
         lens = doubling(context if max_v == "context" else (max_v or min(context, DEFAULT_MAX_SEQ_LEN)))
     spec = SweepSpec(seq_lens=lens, batch=int(_pick(batch, prof, "batch", 1)), modes=tuple(modes),
                      caches=CACHE_CHOICES[cache_v], attns=tuple(attns),
-                     repeats=int(_pick(repeats, prof, "repeats", 3)), warmup=int(_pick(warmup, prof, "warmup", 1)))
+                     repeats=int(_pick(repeats, prof, "repeats", 3)), warmup=int(_pick(warmup, prof, "warmup", 1)),
+                     compile=compile_step)
     check_spec(spec, the_model)
     return Plan(the_model, name, random_weights or bool(preset), spec, out_p, csv_p, plot_p, old, old_name)
 

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 out = Console(soft_wrap=True)
@@ -31,7 +32,8 @@ def human_count(n: int) -> str:
 
 
 def error_line(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    # The message is data, not markup: "[plot]" or a shape "[64, 32]" must print as written.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def print_json(obj: Any) -> None:
@@ -148,6 +150,8 @@ def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype
     ]
     if stats.seed is not None:
         parts.append(f"seed {stats.seed}")
+    if stats.compile_s is not None:
+        parts.append(f"compiled in {_ms(stats.compile_s)} (not in the timings)")
     if stats.interrupted:
         parts.insert(0, "interrupted")
     err.print(" | ".join(parts), markup=False, highlight=False)

@@ -93,19 +93,27 @@ class SafetensorsFile:
                 )
             self.tensors[name] = TensorInfo(name, dtype, shape, data_start + begin, expected)
 
-    def read(self, name: str, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Read tensor ``name`` into ``out`` (a contiguous CPU tensor of its dtype and
-        size, possibly a slice of a larger one), or into a new tensor."""
+    def read(self, name: str, out: torch.Tensor | None = None, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """Read tensor ``name`` (or its rows start..stop along dim 0) into ``out`` (a
+        contiguous CPU tensor of its dtype and size, possibly a slice of a larger one),
+        or into a new tensor."""
         info = self.tensors[name]
+        shape = list(info.shape)
+        begin, nbytes = info.begin, info.nbytes
+        if rows is not None:
+            start, stop = rows
+            row_bytes = info.nbytes // shape[0] if shape and shape[0] else 0
+            begin, nbytes = info.begin + start * row_bytes, (stop - start) * row_bytes
+            shape[0] = stop - start
         if out is None:
-            out = torch.empty(info.shape, dtype=info.dtype)
-        assert out.is_contiguous() and out.dtype == info.dtype and out.numel() == torch.Size(info.shape).numel()
-        if info.nbytes == 0:
+            out = torch.empty(shape, dtype=info.dtype)
+        assert out.is_contiguous() and out.dtype == info.dtype and out.numel() == torch.Size(shape).numel()
+        if nbytes == 0:
             return out
         buf = memoryview(out.view(-1).view(torch.uint8).numpy())
         with open(self.path, "rb") as fh:
-            fh.seek(info.begin)
+            fh.seek(begin)
             got = fh.readinto(buf)
-        if got != info.nbytes:
-            raise self._fail(f"tensor {name!r}: read {got} of {info.nbytes} bytes")
+        if got != nbytes:
+            raise self._fail(f"tensor {name!r}: read {got} of {nbytes} bytes")
         return out

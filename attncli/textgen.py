@@ -52,13 +52,14 @@ class TextModel:
         sampling: Sampling = Sampling(),
         ignore_eos: bool = False,
         backend: str = "sdpa",
+        compile: bool = False,
     ) -> Generation:
         """A ready, not yet started, Generation over ``prompts`` (iterate it to run)."""
         ids = self.tokenizer.encode_batch(list(prompts))
         return Generation(
             self.lm.model, ids, max_new_tokens=max_new_tokens, use_cache=use_cache, sampling=sampling,
             eos_token_ids=() if ignore_eos else self.eos_token_ids, pad_token_id=self.pad_token_id,
-            backend=backend,
+            backend=backend, compile=compile,
         )
 
     def completion(self, row: Row) -> str:

@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--prefill", default="128,512,1024", help="prefill lengths to time ('' to skip)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, help="write the results as JSON")
+    ap.add_argument("--also-layout", default="", help="also time attncli with this weight layout (e.g. out_in)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -99,6 +100,7 @@ def main() -> None:
         folder = Path(tmp)
         build_checkpoint(args.shape, folder)
         ours = load_model(folder, device="cpu").model
+        alt = load_model(folder, device="cpu", layout=args.also_layout).model if args.also_layout else None
         theirs = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     theirs.generation_config.eos_token_id = None
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
@@ -110,11 +112,13 @@ def main() -> None:
         "attncli": lambda p, n, c: ours_generate(ours, p, n, c),
         "transformers": lambda p, n, c: torch.no_grad()(hf_generate)(theirs, p, n, c),
     }
+    if alt is not None:
+        runners[f"attncli[{args.also_layout}]"] = lambda p, n, c: ours_generate(alt, p, n, c)
     results = {"env": env(args), "shape": args.shape, "weight_bytes": weight_bytes,
                "read_bandwidth_gbs": round(bandwidth, 2), "floor_tokens_per_s": round(floor, 2), "decode": [], "prefill": []}
     print(f"{args.shape}: {weight_bytes / 2**20:.0f} MiB of weights; read bandwidth {bandwidth:.1f} GB/s "
           f"-> decode floor {floor:.1f} tok/s (batch 1)")
-    for mode in args.modes.split(","):
+    for mode in [m for m in args.modes.split(",") if m]:
         use_cache = mode == "cache"
         rates: dict[str, list[float]] = {k: [] for k in runners}
         tokens: dict[str, list[int]] = {}
@@ -126,15 +130,16 @@ def main() -> None:
                 rates[name].append(rate)
                 tokens[name] = toks
         med = {k: statistics.median(v) for k, v in rates.items()}
-        same = tokens["attncli"] == tokens["transformers"]
-        row = {"mode": mode, "attncli_tokens_per_s": round(med["attncli"], 2),
+        same = all(t == tokens["transformers"] for t in tokens.values())
+        row = {"mode": mode, **{f"{k}_tokens_per_s": round(v, 2) for k, v in med.items()},
                "transformers_tokens_per_s": round(med["transformers"], 2),
                "ratio": round(med["attncli"] / med["transformers"], 3),
                "attncli_share_of_floor": round(med["attncli"] / floor, 3),
                "identical_greedy_tokens": same, "repeats": {k: [round(r, 2) for r in v] for k, v in rates.items()}}
         results["decode"].append(row)
+        others = "".join(f" | {k} {v:7.1f}" for k, v in med.items() if k not in ("attncli", "transformers"))
         print(f"decode {mode:8s} attncli {med['attncli']:7.1f} tok/s | transformers {med['transformers']:7.1f} tok/s"
-              f" | ratio {row['ratio']:.2f}x | {100 * row['attncli_share_of_floor']:.0f}% of floor"
+              f"{others} | ratio {row['ratio']:.2f}x | {100 * row['attncli_share_of_floor']:.0f}% of floor"
               f" | identical tokens: {same}")
     for t in [int(x) for x in args.prefill.split(",") if x]:
         ids = torch.randint(100, 1000, (1, t), generator=torch.Generator().manual_seed(t))

@@ -74,11 +74,15 @@ def log(msg: str) -> None:
 
 # ---- corpus and tokenizer --------------------------------------------------------------------
 def ensure_corpus(folder: Path, size_mb: float, seed: int, valid_stories: int) -> dict:
-    if (folder / "train.txt").is_file() and (folder / "valid.txt").is_file():
-        log(f"corpus: using {folder}")
+    """Generate the corpus into ``folder``, or reuse one made there with the same settings."""
+    params = {"size_bytes": int(size_mb * 1e6), "valid_stories": valid_stories, "seed": seed}
+    stamp = folder / "corpus.json"
+    if (folder / "train.txt").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params:
+        log(f"corpus: reusing {folder}")
         return {}
     t0 = time.perf_counter()
-    info = make_corpus.write_corpus(folder, size_bytes=int(size_mb * 1e6), valid_stories=valid_stories, seed=seed)
+    info = make_corpus.write_corpus(folder, size_bytes=params["size_bytes"], valid_stories=valid_stories, seed=seed)
+    stamp.write_text(json.dumps(params) + "\n")
     log(f"corpus: {info['train_stories']:,} stories, {info['train_bytes'] / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s")
     return info
 
@@ -341,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = Batches(train_ids, h.seq_len, h.batch_size, h.seed)
     tokens_per_step = h.batch_size * h.seq_len
 
-    # Reserve time for evaluation and saving at the end (measured on a few windows below).
+    # Time kept back for the periodic and final evaluations, samples, probes and saving.
+    eval_reserve = 0.06 * budget_s + 20 if budget_s is not None else 0.0
     total = args.steps or 10**9
     last = min(total, args.stop_at or total)
     calib_steps = 30  # timed after step 1; the plan keeps 15% in hand for a machine that slows down
@@ -369,7 +374,6 @@ def main(argv: list[str] | None = None) -> int:
             t_calib = time.perf_counter()  # step 1 warms up allocators and kernels
         if budget_s is not None and step == calib_steps + 1:
             per_step = (time.perf_counter() - t_calib) / calib_steps
-            eval_reserve = 0.06 * budget_s + 20  # periodic evals, final eval, samples, save
             remaining = budget_s - (time.perf_counter() - t_start) - eval_reserve
             total = last = max(step + 1, step + int(remaining / (1.15 * per_step)))
             log(f"budget: {per_step:.2f} s/step -> {total} steps, {total * tokens_per_step / 1e6:.2f}M tokens "
@@ -383,9 +387,12 @@ def main(argv: list[str] | None = None) -> int:
             curve.append((step, ema, v))
             log(f"step {step:5d}/{total}  loss {ema:.3f}  {'valid %.3f  ' % v if v == v else ''}lr {lr:.2e}  "
                 f"{tps:,.0f} tok/s  elapsed {elapsed / 60:.1f} min  eta {eta / 60:.1f} min")
-        if budget_s is not None and step < total and time.perf_counter() - t_start > budget_s - 10:
-            log(f"budget reached at step {step} of {total}: stopping early (the machine got slower?)")
-            stopped_early = step
+        if budget_s is not None and step < total and time.perf_counter() - t_start > budget_s - eval_reserve:
+            if total >= 10**9:  # out of time before the plan was made: a budget too small to plan in
+                total = step
+            else:
+                log(f"budget reached at step {step} of {total}: stopping early (the machine got slower?)")
+                stopped_early = step
             break
     if args.stop_at and step < total:
         stopped_early = step

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -56,3 +55,23 @@ def pytest_collection_modifyitems(config, items):
             import transformers  # noqa: F401
         except ImportError:
             raise pytest.UsageError("transformers (the test reference) is not installed: pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="session")
+def model_dir(saved, tmp_path_factory):
+    """model_dir(name) -> a copy of a tiny checkpoint with a word tokenizer beside it."""
+    import shutil
+
+    from helpers import write_word_tokenizer
+
+    made: dict = {}
+
+    def get(name: str):
+        if name not in made:
+            dst = tmp_path_factory.mktemp("with-tokenizer") / name
+            shutil.copytree(saved(name)[0], dst)
+            write_word_tokenizer(dst)
+            made[name] = dst
+        return made[name]
+
+    return get

@@ -11,23 +11,8 @@ import sys
 
 import pytest
 
-from attncli.cli import main
+from helpers import assert_one_line_error, run
 from hf_factory import rewrite_config
-
-
-def run(capfd, *argv):
-    capfd.readouterr()  # drop output of fixtures that built checkpoints
-    code = main(list(argv))
-    out, err = capfd.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, expected_code, words):
-    assert code == expected_code, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error:") and "Traceback" not in err
-    assert words in lines[0], lines[0]
 
 
 @pytest.fixture
@@ -108,8 +93,10 @@ def test_absurd_header(capfd, model_copy):
 
 def test_weights_that_do_not_fit(capfd, model_copy):
     folder = model_copy()
-    rewrite_config(folder, hidden_size=48)
-    assert_one_line_error(*run(capfd, "info", "-m", str(folder))[::2], 1, "weights do not fit the config")
+    rewrite_config(folder, intermediate_size=48)
+    # shapes print as written: "[64, 32]" must not be eaten as console markup
+    assert_one_line_error(*run(capfd, "info", "-m", str(folder))[::2], 1,
+                          "model.layers.0.mlp.gate_proj.weight is [64, 32], config needs [48, 32]")
 
 
 def test_unknown_dtype(capfd, saved):

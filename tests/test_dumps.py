@@ -9,12 +9,11 @@ import json
 import pytest
 import torch
 
-import test_inspect
 from attncli import dumps, inspect
 from attncli.errors import BadInputError
-from test_inspect import LONG, SHORT, assert_one_line_error, run, run_json
+from helpers import assert_one_line_error, run, run_json
+from test_inspect import LONG, SHORT
 
-model_dir = test_inspect.model_dir  # the module-scoped fixture: model_dir(name) -> checkpoint + tokenizer
 
 
 def test_dumps_json_csv_safetensors(capfd, model_dir, tmp_path):

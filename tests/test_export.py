@@ -150,7 +150,9 @@ def test_atomic_write_leaves_no_temp_files_and_replaces(tmp_path):
     model = random_model(cfg, seed=2)
     written = save_pretrained(model, cfg, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written)
-    assert oct((tmp_path / "model.safetensors").stat().st_mode & 0o777) == oct(0o644)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     ids = ids_for(cfg)
     with torch.no_grad():
         assert torch.equal(load_model(tmp_path, device="cpu").model(ids).logits, model(ids).logits)

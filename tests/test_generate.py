@@ -9,7 +9,7 @@ import torch
 from attncli.errors import BadInputError
 from attncli.generate import Generation, generate
 from attncli.sampling import Sampling
-from hf_factory import VARIANTS, VOCAB
+from hf_factory import VARIANTS
 
 PROMPT = [5, 17, 42, 9, 77, 31]  # 6 tokens: with 10 new ones, past the 4-token Mistral window
 NEW = 10

@@ -1,74 +1,21 @@
 """inspect-mask (attncli.inspect): masks element by element, the masks real checkpoints
 apply to padded prompts, scores and weights, and one-line errors for bad input. The
---check tests are in test_leakcheck.py, the dump tests in test_dumps.py; both share
-this module's helpers and its model_dir fixture."""
+--check tests are in test_leakcheck.py, the dump tests in test_dumps.py; all three use
+tests/helpers.py and conftest's model_dir fixture."""
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 import time
 
 import pytest
 import torch
-from tokenizers import Tokenizer as Backend
-from tokenizers import models, pre_tokenizers
 
 from attncli import inspect
-from attncli.cli import main
+from helpers import WORDS, assert_one_line_error, run, run_json
 
-WORDS = ("the cat sat on mat a dog ran fast and then slept under big red tree while birds sang "
-         "softly in warm morning light every day").split()
 LONG = "the cat sat on the mat and then slept"  # 9 tokens: longer than the window of 4 + 2
 SHORT = "a dog"
-
-
-def write_tokenizer(folder) -> None:
-    """A word-level tokenizer with ids < 128 (the test models' vocab), <pad> = 0."""
-    vocab = {"<pad>": 0, "<unk>": 1}
-    for w in WORDS:
-        vocab.setdefault(w, len(vocab))
-    backend = Backend(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<pad>"}))
-
-
-@pytest.fixture(scope="module")
-def model_dir(saved, tmp_path_factory):
-    """model_dir(name) -> a copy of the tiny checkpoint with a tokenizer beside it."""
-    made: dict = {}
-
-    def get(name: str):
-        if name not in made:
-            dst = tmp_path_factory.mktemp("inspect") / name
-            shutil.copytree(saved(name)[0], dst)
-            write_tokenizer(dst)
-            made[name] = dst
-        return made[name]
-
-    return get
-
-
-def run(capfd, *argv):
-    capfd.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capfd.readouterr()
-    return code, out, err
-
-
-def run_json(capfd, *argv):
-    code, out, err = run(capfd, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def assert_one_line_error(code, err, expected_code, words):
-    assert code == expected_code, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
-    assert words in lines[0], lines[0]
 
 
 def loop_mask(t, *, causal=True, window=None, pad=0):

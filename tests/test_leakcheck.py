@@ -9,11 +9,10 @@ import json
 
 import pytest
 
-import test_inspect
 from attncli import attention, inspect, leakcheck
-from test_inspect import LONG, SHORT, assert_one_line_error, run, run_json
+from helpers import assert_one_line_error, run, run_json
+from test_inspect import LONG, SHORT
 
-model_dir = test_inspect.model_dir  # the module-scoped fixture: model_dir(name) -> checkpoint + tokenizer
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "mistral-window", "qwen2-sliding-layers", "qwen3"])

@@ -9,17 +9,10 @@ import pytest
 import torch
 
 from attncli import profile as prof
-from attncli.cli import main
 from attncli.profile import SweepSpec, doubling, load_profile, parse_seq_lens, run_sweep
+from helpers import run
 
 ROW_KEYS = {"mode", "seq_len", "batch", "cache", "attn", "latency_ms", "tokens_per_s", "peak_memory_bytes", "status"}
-
-
-def cli(capfd, *argv):
-    capfd.readouterr()
-    code = main(list(argv))
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def test_sweep_covers_every_series(loaded):
@@ -57,10 +50,10 @@ def test_oom_row_is_recorded_and_the_series_stops(loaded, monkeypatch):
     lm, _ = loaded("llama")
     real = prof._step_fn
 
-    def flaky(model, mode, cache, attn, batch, t, device):
+    def flaky(model, mode, cache, attn, batch, t, *rest):
         if mode == "prefill" and t >= 16:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB (injected)")
-        return real(model, mode, cache, attn, batch, t, device)
+        return real(model, mode, cache, attn, batch, t, *rest)
 
     monkeypatch.setattr(prof, "_step_fn", flaky)
     rows = list(run_sweep(lm.model, SweepSpec(seq_lens=[8, 16, 32], repeats=1, warmup=0)))
@@ -80,7 +73,7 @@ def test_rows_predicted_not_to_fit_in_ram_are_not_run(loaded, monkeypatch):
 def test_cli_json_csv_schema_and_fits(capfd, saved, tmp_path):
     folder, _ = saved("mistral-window")
     out, csv_path = tmp_path / "r.json", tmp_path / "r.csv"
-    code, stdout, err = cli(capfd, "profile", "-m", str(folder), "--seq-lens", "8,16,32", "--repeats", "1",
+    code, stdout, err = run(capfd, "profile", "-m", str(folder), "--seq-lens", "8,16,32", "--repeats", "1",
                             "--warmup", "0", "--attn", "eager,sdpa", "--out", str(out), "--csv", str(csv_path))
     assert code == 0, err
     doc = json.loads(out.read_text())
@@ -109,7 +102,7 @@ def test_interrupted_sweep_keeps_finished_rows(capfd, saved, tmp_path, monkeypat
 
     monkeypatch.setattr(prof, "measure", measure)
     out = tmp_path / "partial.json"
-    code, _, err = cli(capfd, "profile", "-m", str(folder), "--seq-lens", "4,8,16", "--repeats", "1",
+    code, _, err = run(capfd, "profile", "-m", str(folder), "--seq-lens", "4,8,16", "--repeats", "1",
                        "--warmup", "0", "--out", str(out))
     assert code == 130 and "interrupted" in err
     assert [r["seq_len"] for r in json.loads(out.read_text())["rows"]] == [4, 8]
@@ -120,8 +113,8 @@ def test_compare_prints_ratios(capfd, saved, tmp_path):
     folder, _ = saved("llama")
     old = tmp_path / "old.json"
     args = ["profile", "-m", str(folder), "--seq-lens", "4,8", "--mode", "prefill", "--repeats", "1", "--warmup", "0"]
-    assert cli(capfd, *args, "--out", str(old))[0] == 0
-    code, out, _ = cli(capfd, *args, "--compare", str(old))
+    assert run(capfd, *args, "--out", str(old))[0] == 0
+    code, out, _ = run(capfd, *args, "--compare", str(old))
     assert code == 0 and "compared with old.json" in out and "ratio" in out
 
 
@@ -131,10 +124,10 @@ def test_profiles_ship_and_load(capfd, saved, tmp_path):
     custom = tmp_path / "mine.toml"
     custom.write_text('mode = "prefill"\nseq_lens = [4, 8]\nrepeats = 1\nwarmup = 0\n')
     folder, _ = saved("llama")
-    code, out, _ = cli(capfd, "profile", "-m", str(folder), "--profile", str(custom), "--json")
+    code, out, _ = run(capfd, "profile", "-m", str(folder), "--profile", str(custom), "--json")
     doc = json.loads(out)
     assert code == 0 and [r["seq_len"] for r in doc["rows"]] == [4, 8] and doc["rows"][0]["mode"] == "prefill"
-    code, out, _ = cli(capfd, "profile", "-m", str(folder), "--profile", "quadratic", "--max-seq-len", "16",
+    code, out, _ = run(capfd, "profile", "-m", str(folder), "--profile", "quadratic", "--max-seq-len", "16",
                        "--repeats", "1", "--json")
     doc = json.loads(out)  # flags override the file; the file's mode/cache hold
     assert code == 0 and {(r["mode"], r["cache"]) for r in doc["rows"]} == {("prefill", None), ("decode", False)}
@@ -161,7 +154,7 @@ def test_seq_len_helpers():
 ])
 def test_bad_input_is_one_line_exit_2(capfd, saved, args, words):
     folder, _ = saved("llama")
-    code, out, err = cli(capfd, "profile", "-m", str(folder), *args)
+    code, out, err = run(capfd, "profile", "-m", str(folder), *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and words in err, err
 
 
@@ -170,7 +163,7 @@ def test_bad_input_is_one_line_exit_2(capfd, saved, args, words):
     (["--preset", "gpt2"], "add --random-weights"),
 ])
 def test_bad_presets(capfd, args, words):
-    code, _, err = cli(capfd, "profile", *args)
+    code, _, err = run(capfd, "profile", *args)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
 
 
@@ -180,12 +173,12 @@ def test_unwritable_out(capfd, saved, tmp_path, monkeypatch):
 
     folder, _ = saved("llama")
     monkeypatch.setattr(atomic.os, "access", lambda path, mode: False)
-    code, _, err = cli(capfd, "profile", "-m", str(folder), "--out", str(tmp_path / "r.json"))
+    code, _, err = run(capfd, "profile", "-m", str(folder), "--out", str(tmp_path / "r.json"))
     assert code == 2 and "is not writable" in err and len(err.strip().splitlines()) == 1
 
 
 def test_preset_with_random_weights_runs(capfd):
-    code, out, err = cli(capfd, "profile", "--preset", "smollm2-135m", "--random-weights", "--seq-lens", "8",
+    code, out, err = run(capfd, "profile", "--preset", "smollm2-135m", "--random-weights", "--seq-lens", "8",
                          "--mode", "decode", "--cache", "on", "--repeats", "1", "--warmup", "0", "--json")
     doc = json.loads(out)
     assert code == 0, err
@@ -194,7 +187,26 @@ def test_preset_with_random_weights_runs(capfd):
 
 
 def test_info_preset(capfd):
-    code, out, _ = cli(capfd, "info", "--preset", "mistral-7b", "--json", "--context", "32768")
+    code, out, _ = run(capfd, "info", "--preset", "mistral-7b", "--json", "--context", "32768")
     info = json.loads(out)
     assert code == 0 and info["parameters"] == 7_241_732_096 and info["sliding_window"] == 4096
     assert info["kv_cache_bytes_per_token"] == 2 * 32 * 8 * 128 * 4  # float32 on this CPU
+
+
+def test_plot_without_matplotlib_fails_before_the_sweep(capfd, saved, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    folder, _ = saved("llama")
+    code, out, err = run(capfd, "profile", "-m", str(folder), "--plot", str(tmp_path / "p.png"))
+    assert code == 2 and "pip install 'attncli[plot]'" in err and out == ""
+
+
+def test_plot_writes_a_png(capfd, saved, tmp_path):
+    pytest.importorskip("matplotlib")
+    folder, _ = saved("llama")
+    png = tmp_path / "p.png"
+    code, _, err = run(capfd, "profile", "-m", str(folder), "--seq-lens", "4,8", "--repeats", "1", "--warmup", "0",
+                       "--plot", str(png))
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from attncli.cli import main
 from attncli.textgen import TextModel, generate_text
+from helpers import run
 from hf_factory import save_text_model
 
 
@@ -28,16 +28,9 @@ def tm(text_model):
     return TextModel.load(text_model, device="cpu")
 
 
-def cli(capfd, *argv):
-    capfd.readouterr()
-    code = main(list(argv))
-    out, err = capfd.readouterr()
-    return code, out, err
-
-
 def test_json_lines_shape_and_order(capfd, text_model, tm):
     prompts = ["The cat sat", "A girl read a book in the café."]
-    code, out, err = cli(capfd, "generate", *prompts, "-m", str(text_model), "-n", "6", "--json")
+    code, out, err = run(capfd, "generate", *prompts, "-m", str(text_model), "-n", "6", "--json")
     assert code == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert [r["prompt"] for r in lines] == prompts
@@ -54,13 +47,13 @@ def test_json_lines_shape_and_order(capfd, text_model, tm):
 def test_streamed_text_is_the_decoded_tokens(capfd, text_model, tm):
     """Byte-level tokens of a random model are often partial UTF-8: the stream must
     still add up to exactly the decoded text (never a broken piece)."""
-    code, out, _ = cli(capfd, "generate", "Zürich 🐱", "-m", str(text_model), "-n", "40", "--ignore-eos",
+    code, out, _ = run(capfd, "generate", "Zürich 🐱", "-m", str(text_model), "-n", "40", "--ignore-eos",
                        "--json", "-t", "1.0", "--seed", "5")
     rec = json.loads(out)
-    code, out, _ = cli(capfd, "generate", "Zürich 🐱", "-m", str(text_model), "-n", "40", "--ignore-eos",
+    code, out, _ = run(capfd, "generate", "Zürich 🐱", "-m", str(text_model), "-n", "40", "--ignore-eos",
                        "-t", "1.0", "--seed", "5")
     assert code == 0 and out == "Zürich 🐱" + tm.tokenizer.decode(rec["tokens"]) + "\n"
-    code, out, _ = cli(capfd, "generate", "Zürich 🐱", "-m", str(text_model), "-n", "40", "--ignore-eos",
+    code, out, _ = run(capfd, "generate", "Zürich 🐱", "-m", str(text_model), "-n", "40", "--ignore-eos",
                        "-t", "1.0", "--seed", "5", "--no-stream", "--no-echo")
     assert out == tm.tokenizer.decode(rec["tokens"]) + "\n"
 
@@ -75,7 +68,7 @@ def test_generate_text_api_streams_the_same_text(tm):
 
 
 def test_batch_text_output_in_prompt_order(capfd, text_model, tm):
-    code, out, _ = cli(capfd, "generate", "The cat", "The dog ran to the", "-m", str(text_model), "-n", "5")
+    code, out, _ = run(capfd, "generate", "The cat", "The dog ran to the", "-m", str(text_model), "-n", "5")
     assert code == 0
     assert out.startswith("The cat") and "\n\nThe dog ran to the" in out
 
@@ -110,13 +103,13 @@ def test_eos_ends_the_text_and_is_not_printed(capfd, text_model, tm):
     (["-n", "300"], "exceeds the model's context of 256 tokens"),
 ])
 def test_bad_options_are_one_line_exit_2(capfd, text_model, args, words):
-    code, out, err = cli(capfd, "generate", "The cat", "-m", str(text_model), *args)
+    code, out, err = run(capfd, "generate", "The cat", "-m", str(text_model), *args)
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err
 
 
 def test_model_without_tokenizer_is_a_clear_error(capfd, saved):
-    code, _, err = cli(capfd, "generate", "hi", "-m", str(saved("llama")[0]))
+    code, _, err = run(capfd, "generate", "hi", "-m", str(saved("llama")[0]))
     assert code == 2 and "no tokenizer.json" in err and len(err.strip().splitlines()) == 1
 
 

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attncli.attention import AttnProbe, LayerMask, check_backend, eager_attention, layer_mask, sdpa_attention
+from attncli.attention import (
+    AttnProbe, LayerMask, check_backend, eager_attention, layer_mask, sdpa_attention, static_layer_mask,
+)
 from attncli.cache import KVCache
 from attncli.models.config import ModelConfig, RopeConfig
 
@@ -32,6 +34,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one fused kernel, same math
         # Normalise in float32 and scale in the input dtype, as the Llama reference does,
         # so bfloat16 runs round at the same points.
         dtype = x.dtype
@@ -88,17 +92,18 @@ def rope_inv_freq(rope: RopeConfig, head_dim: int) -> Tensor:
 
 
 def rope_cos_sin(inv_freq: Tensor, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """positions (B, T) -> cos, sin (B, 1, T, D), computed in float32 then cast."""
+    """positions (B, T) -> cos, signed sin (B, T, 1, D), computed in float32 then cast.
+    The sin's first half is negated so that apply_rope needs a roll, not a neg and a cat."""
     freqs = positions[..., None].float() * inv_freq  # (B, T, D/2)
-    emb = torch.cat((freqs, freqs), dim=-1)[:, None]  # (B, 1, T, D)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    sin = freqs.sin()
+    cos = freqs.cos()
+    return torch.cat((cos, cos), dim=-1)[:, :, None].to(dtype), torch.cat((-sin, sin), dim=-1)[:, :, None].to(dtype)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    # Rotation by halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin): the
-    # Hugging Face layout of q/k weights, which is what every checkpoint here uses.
-    x1, x2 = x.chunk(2, dim=-1)
-    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    """x (B, T, heads, D). Rotation by halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin),
+    the Hugging Face layout of q/k weights: x*cos + roll(x, D/2) * [-sin, sin]."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)
 
 
 # ---- blocks ----
@@ -126,14 +131,15 @@ class Attention(nn.Module):
         probe: bool,
     ) -> tuple[Tensor, AttnProbe | None]:
         b, t, _ = x.shape
-        q, k, v = self.qkv(x).split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
-        q = q.view(b, t, self.h, self.d).transpose(1, 2)  # (B, H, T, D)
-        k = k.view(b, t, self.hkv, self.d).transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.view(b, t, self.hkv, self.d).transpose(1, 2)  # (B, Hkv, T, D)
+        qkv = self.qkv(x).view(b, t, self.h + 2 * self.hkv, self.d)  # (B, T, H + 2 Hkv, D)
+        qk, v = qkv[:, :, : self.h + self.hkv], qkv[:, :, self.h + self.hkv :]
         if self.qk_norm:
-            q, k = self.q_norm(q), self.k_norm(k)
+            qk = torch.cat((self.q_norm(qk[:, :, : self.h]), self.k_norm(qk[:, :, self.h :])), dim=2)
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            qk = apply_rope(qk, *rope)  # q and k heads in one pass
+        q = qk[:, :, : self.h].transpose(1, 2)  # (B, H, T, D)
+        k = qk[:, :, self.h :].transpose(1, 2)  # (B, Hkv, T, D)
+        v = v.transpose(1, 2)  # (B, Hkv, T, D)
         if cache is not None:
             k, v = cache.write(self.layer, k, v, start)  # (B, Hkv, S, D)
         if backend == "eager" or probe:
@@ -239,25 +245,57 @@ class Transformer(nn.Module):
         rope = rope_cos_sin(self.inv_freq, positions, x.dtype) if self.cfg.pos == "rope" else None
 
         masks: dict[str, LayerMask] = {}
-        probes: list[AttnProbe] = []
-        for block in self.layers:
-            kind = "sliding" if block.window is not None else "full"
-            if kind not in masks:
-                masks[kind] = layer_mask(
-                    window=block.window, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
-                    kv_valid=kv_valid, device=device, need_explicit=probe,
-                )
-            h, kept = block.attn(block.attn_norm(x), rope, masks[kind], cache, start, backend, probe)
-            x = x + h
-            x = x + block.mlp(block.mlp_norm(x))
-            if kept is not None:
-                probes.append(kept)
+        for kind, window in self.mask_kinds():
+            masks[kind] = layer_mask(window=window, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
+                                     kv_valid=kv_valid, device=device, need_explicit=probe)
+        x, probes = self._blocks(x, rope, masks, cache, start, backend, probe)
         if cache is not None:
             cache.commit(t)
         if last_only:
             x = x[:, -1:]
         logits = self.lm_head(self.norm(x))
         return ForwardOutput(logits, probes if probe else None, masks)
+
+    def mask_kinds(self) -> list[tuple[str, int | None]]:
+        """The distinct masks the layers apply: ("full", None) and/or ("sliding", W)."""
+        kinds: dict[str, int | None] = {}
+        for block in self.layers:
+            kinds.setdefault("sliding" if block.window is not None else "full", block.window)
+        return list(kinds.items())
+
+    def _blocks(self, x, rope, masks, cache, start, backend, probe):
+        probes: list[AttnProbe] = []
+        for block in self.layers:
+            lm = masks["sliding" if block.window is not None else "full"]
+            h, kept = block.attn(block.attn_norm(x), rope, lm, cache, start, backend, probe)
+            x = x + h
+            x = x + block.mlp(block.mlp_norm(x))
+            if kept is not None:
+                probes.append(kept)
+        return x, probes
+
+    def decode_step(
+        self,
+        ids: Tensor,  # (B, 1)
+        positions: Tensor,  # (B, 1)
+        slot: Tensor,  # (1,) the cache slot of the new token
+        cache: KVCache,
+        backend: str = "sdpa",
+    ) -> Tensor:
+        """One decode step with static shapes, for torch.compile and CUDA graphs: the slot
+        is a tensor, the cache is written with index_copy_, and attention reads all S_max
+        slots through a mask (slots after the new token are masked as future ones).
+        Returns logits (B, V). The caller keeps cache.length."""
+        b = ids.shape[0]
+        x = self.embed(ids)  # (B, 1, C)
+        if self.cfg.pos == "learned":
+            x = x + self.pos_embed(positions)
+        rope = rope_cos_sin(self.inv_freq, positions, x.dtype) if self.cfg.pos == "rope" else None
+        kv_valid = cache.valid if cache.has_padding else None
+        masks = {kind: static_layer_mask(window=window, batch=b, slot=slot, kv_len=cache.max_len, kv_valid=kv_valid)
+                 for kind, window in self.mask_kinds()}
+        x, _ = self._blocks(x, rope, masks, cache, slot, backend, False)
+        return self.lm_head(self.norm(x))[:, -1]
 
     @staticmethod
     def positions(kv_valid: Tensor | None, start: int, t: int, b: int, device: torch.device) -> Tensor:
