@@ -2,9 +2,8 @@
 
 CUDA: the allocator's own high-water mark (``max_memory_allocated``) after a reset,
 minus what was allocated before: exact, no sampling. CPU: process RSS sampled by a
-background thread, minus the RSS before the work: an estimate (short spikes between
-samples can be missed), and it includes allocator caching, which is what a user
-sees in `top`.
+background thread, minus the RSS before the work (after freed heap memory is handed back
+to the OS): an estimate, since short spikes between samples can be missed.
 """
 
 from __future__ import annotations
@@ -22,6 +21,25 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed earlier back to the OS (glibc's malloc_trim), so that the next
+    measurement's RSS baseline is not padded by heap blocks it would simply reuse: without
+    it a row after a bigger one shows almost no growth. A no-op where there is no glibc."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 class PeakMemory:
@@ -42,6 +60,7 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated(self.device)
             self._base_reserved = torch.cuda.memory_reserved(self.device)
         else:
+            release_freed_memory()
             self._proc = psutil.Process()
             self._base = self._proc.memory_info().rss
             self._max = self._base
