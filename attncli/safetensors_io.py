@@ -10,6 +10,7 @@ and fixed: an 8-byte little-endian header length, a JSON header, then raw bytes.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import struct
@@ -110,7 +111,8 @@ class SafetensorsFile:
         assert out.is_contiguous() and out.dtype == info.dtype and out.numel() == torch.Size(shape).numel()
         if nbytes == 0:
             return out
-        buf = memoryview(out.view(-1).view(torch.uint8).numpy())
+        # A writable view of the tensor's own memory, without numpy (not a dependency).
+        buf = (ctypes.c_ubyte * nbytes).from_address(out.data_ptr())
         with open(self.path, "rb") as fh:
             fh.seek(begin)
             got = fh.readinto(buf)

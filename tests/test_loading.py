@@ -181,3 +181,26 @@ def test_load_peak_memory_is_near_the_checkpoint_size(tmp_path):
     result = json.loads(out.stdout)
     print(f"load peak: {result['ratio']:.3f}x of {result['bytes'] / 2**20:.0f} MiB")
     assert result["ratio"] <= 1.3
+
+
+def test_runs_without_numpy(saved):
+    """numpy is not a runtime dependency (transformers brings it to the test venv only):
+    loading and generating must work with it unimportable."""
+    folder, _ = saved("llama")
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["numpy"] = None  # any `import numpy` now fails
+        import warnings
+        warnings.simplefilter("ignore")
+        from attncli.loading import load_model
+        from attncli.generate import generate
+        lm = load_model({str(folder)!r}, device="cpu")
+        gen = generate(lm.model, [[1, 2, 3]], max_new_tokens=3)
+        for _ in gen:
+            pass
+        print(len(gen.rows[0].tokens))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr[-2000:]
