@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Optional
 
 import click
@@ -32,6 +33,10 @@ def _click_classes(name: str) -> tuple[type, ...]:
         pass
     return tuple({c for c in found if isinstance(c, type)})
 
+
+# torch warns on import when numpy is absent; attncli does not need numpy, so this is
+# noise on the stderr that carries our one-line errors and stats.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 _EXIT = _click_classes("Exit")
 _USAGE = _click_classes("UsageError")

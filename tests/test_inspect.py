@@ -170,10 +170,15 @@ def test_bad_input_with_a_model(capfd, model_dir, argv, words):
     assert_one_line_error(*run(capfd, "inspect-mask", "-m", model_dir("llama"), LONG, *argv)[::2], 2, words)
 
 
-def test_prompts_without_a_model_need_one(capfd, monkeypatch):
-    from attncli.loading import EMBEDDED_MODEL
-
-    if (EMBEDDED_MODEL / "config.json").is_file():
-        pytest.skip("this build embeds a default model")
+def test_prompts_without_a_model_use_the_embedded_one(capfd, monkeypatch):
     monkeypatch.delenv("ATTNCLI_MODEL", raising=False)
+    doc = run_json(capfd, "inspect-mask", "The cat sat. It was fluffy.")
+    assert doc["tokens"][1:4] == ["The", " cat", " sat"] and doc["layers"] == {"full": [0, 1, 2, 3]}
+
+
+def test_no_model_anywhere_is_one_line(capfd, monkeypatch, tmp_path):
+    import attncli.loading as loading
+
+    monkeypatch.delenv("ATTNCLI_MODEL", raising=False)
+    monkeypatch.setattr(loading, "EMBEDDED_MODEL", tmp_path / "absent")
     assert_one_line_error(*run(capfd, "inspect-mask", "The cat")[::2], 2, "no model given")
