@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
+
 from attncli.cache import KVCache
 from attncli.models.config import ModelConfig
 
@@ -55,7 +57,7 @@ class Cost:
 
 
 def forward_cost(
-    cfg: ModelConfig, *, batch: int, t: int, offset: int, weight_bytes: int, itemsize: int, logits_for: int = 1
+    cfg: ModelConfig, *, batch: int, t: int, offset: int, weight_bytes: int, dtype: torch.dtype, logits_for: int = 1
 ) -> Cost:
     """One forward of ``t`` new tokens after ``offset`` cached ones (S = offset + t keys);
     the LM head runs for ``logits_for`` positions per row."""
@@ -63,7 +65,7 @@ def forward_cost(
     pairs = sum(attended_pairs(t, offset, cfg.window_of(layer)) for layer in range(cfg.num_layers))
     attention = 2 * 2 * batch * cfg.num_heads * cfg.head_dim * pairs
     linear = batch * (t * linear_flops_per_token(cfg) + logits_for * 2 * cfg.hidden_size * cfg.vocab_size)
-    kv_per_token = KVCache.bytes_per_token(cfg, _dtype_of(itemsize))
+    kv_per_token = KVCache.bytes_per_token(cfg, dtype)
     return Cost(
         linear_flops=linear,
         attention_flops=attention,
@@ -84,8 +86,3 @@ def attention_crossover(cfg: ModelConfig) -> int | None:
         return None  # a window caps each query's keys: attention never overtakes
     return max(t, 1)
 
-
-def _dtype_of(itemsize: int):
-    import torch
-
-    return {4: torch.float32, 2: torch.bfloat16, 8: torch.float64}[itemsize]

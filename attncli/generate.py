@@ -71,8 +71,7 @@ def check_context(model: Transformer, prompt_len: int, max_new_tokens: int) -> N
     layer is windowed (Mistral) attends W keys at most, so it may run past its context."""
     cfg = model.cfg
     total = prompt_len + max_new_tokens
-    windowed = cfg.pos == "rope" and all(kind == "sliding" for kind in cfg.layer_types)
-    if total > cfg.context_length and not windowed:
+    if total > cfg.context_length and not cfg.fully_windowed:
         raise BadInputError(
             f"prompt ({prompt_len} tokens) + --max-new-tokens ({max_new_tokens}) = {total} exceeds "
             f"the model's context of {cfg.context_length} tokens"

@@ -93,9 +93,8 @@ def parse_choice(text: str, allowed: tuple[str, ...], flag: str) -> tuple[str, .
 
 def check_spec(spec: SweepSpec, model: Transformer) -> None:
     cfg = model.cfg
-    windowed = cfg.pos == "rope" and all(k == "sliding" for k in cfg.layer_types)
     too_long = [t for t in spec.seq_lens if t > cfg.context_length]
-    if too_long and not windowed:
+    if too_long and not cfg.fully_windowed:
         raise BadInputError(f"seq-len {too_long[0]} is past the model's context of {cfg.context_length} tokens")
     for attn in spec.attns:
         check_backend(attn)
@@ -222,12 +221,12 @@ def measure(
 ) -> Row:
     device = model.device
     row = Row(mode, t, batch, cache, attn)
+    cached_step = mode == "decode" and bool(cache)  # one new token over T-1 cached ones
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    cost = forward_cost(model.cfg, batch=batch, t=1 if (mode == "decode" and cache) else t,
-                        offset=t - 1 if (mode == "decode" and cache) else 0,
-                        weight_bytes=weight_bytes, itemsize=model.dtype.itemsize)
+    cost = forward_cost(model.cfg, batch=batch, t=1 if cached_step else t, offset=t - 1 if cached_step else 0,
+                        weight_bytes=weight_bytes, dtype=model.dtype)
     row.flops, row.attention_flops, row.weight_bytes = cost.flops, cost.attention_flops, weight_bytes
-    row.kv_cache_bytes = cost.kv_cache_bytes if (mode == "decode" and cache) else 0
+    row.kv_cache_bytes = cost.kv_cache_bytes if cached_step else 0
     row.score_bytes = cost.score_bytes if attn == "eager" else 0
     if device.type == "cpu":
         need, avail = _predicted_bytes(model, mode, cache, attn, batch, t), psutil.virtual_memory().available
@@ -237,7 +236,7 @@ def measure(
     timer = Timer(device)
     try:
         with torch.inference_mode(), PeakMemory(device) as mem:
-            compiled = compile and mode == "decode" and bool(cache)
+            compiled = compile and cached_step
             fn = _step_fn(model, mode, cache, attn, batch, t, device, compiled)
             if compiled:
                 row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
@@ -256,7 +255,7 @@ def measure(
     med = statistics.median(times)
     row.timings_ms = [round(x * 1e3, 4) for x in times]
     row.latency_ms, row.latency_min_ms, row.latency_max_ms = med * 1e3, min(times) * 1e3, max(times) * 1e3
-    new_tokens = batch * (1 if mode == "decode" else t)
+    new_tokens = batch * (1 if mode == "decode" else t)  # a no-cache decode step also makes one token
     row.tokens_per_s = new_tokens / med
     row.peak_memory_bytes = mem.peak_bytes
     row.gflops_per_s = cost.flops / med / 1e9

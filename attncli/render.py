@@ -102,9 +102,7 @@ class GenerationView:
             if not self.started and self.echo:
                 _write(self.prompts[0])
             self.started = True
-            row, tok = self.gen.rows[0], step.tokens[0]
-            if tok is not None and row.finish_reason != "eos":
-                _write(self.decoder.push(tok))
+            _write(self.tm.stream_piece(self.decoder, self.gen.rows[0], step.tokens[0]))
         elif not self.as_json:
             self._print_done_rows()
 

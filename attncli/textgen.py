@@ -62,6 +62,14 @@ class TextModel:
             backend=backend, compile=compile,
         )
 
+    @staticmethod
+    def stream_piece(decoder, row: Row, token: int | None) -> str:
+        """The text ``token`` adds to ``row``'s stream: none for a row already finished
+        (token None) or for the EOS that finishes it, as in ``completion``."""
+        if token is None or row.finish_reason == "eos":
+            return ""
+        return decoder.push(token)
+
     def completion(self, row: Row) -> str:
         """The text of a row's new tokens; a final EOS token ends the text, it is not part of it."""
         tokens = row.tokens[:-1] if row.finish_reason == "eos" else row.tokens
@@ -95,11 +103,9 @@ def generate_text(
     gen = tm.start([prompt], **options)
     decoder = tm.tokenizer.incremental_decoder()
     for step in gen:
-        tok = step.tokens[0]
-        if tok is not None and not (gen.rows[0].finish_reason == "eos"):
-            piece = decoder.push(tok)
-            if piece:
-                yield piece
+        piece = tm.stream_piece(decoder, gen.rows[0], step.tokens[0])
+        if piece:
+            yield piece
     rest = decoder.flush()
     if rest:
         yield rest

@@ -155,6 +155,13 @@ class ModelConfig:
     def context_length(self) -> int:
         return self.max_position_embeddings
 
+    @property
+    def fully_windowed(self) -> bool:
+        """Every layer attends at most W keys with relative positions (Mistral): such a
+        model is not bounded by its context length the way learned positions or
+        full-attention RoPE layers are."""
+        return self.pos == "rope" and all(kind == "sliding" for kind in self.layer_types)
+
     def window_of(self, layer: int) -> int | None:
         return self.sliding_window if self.layer_types[layer] == "sliding" else None
 

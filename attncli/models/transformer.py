@@ -194,6 +194,10 @@ class Transformer(nn.Module):
         if cfg.pos == "learned":
             self.pos_embed = Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
+        # The distinct masks the layers apply: ("full", None) and/or ("sliding", W).
+        self.mask_kinds: dict[str, int | None] = {}
+        for block in self.layers:
+            self.mask_kinds.setdefault("sliding" if block.window is not None else "full", block.window)
         self.norm = make_norm(cfg, cfg.hidden_size)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.pos == "rope":
@@ -245,7 +249,7 @@ class Transformer(nn.Module):
         rope = rope_cos_sin(self.inv_freq, positions, x.dtype) if self.cfg.pos == "rope" else None
 
         masks: dict[str, LayerMask] = {}
-        for kind, window in self.mask_kinds():
+        for kind, window in self.mask_kinds.items():
             masks[kind] = layer_mask(window=window, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
                                      kv_valid=kv_valid, device=device, need_explicit=probe)
         x, probes = self._blocks(x, rope, masks, cache, start, backend, probe)
@@ -255,13 +259,6 @@ class Transformer(nn.Module):
             x = x[:, -1:]
         logits = self.lm_head(self.norm(x))
         return ForwardOutput(logits, probes if probe else None, masks)
-
-    def mask_kinds(self) -> list[tuple[str, int | None]]:
-        """The distinct masks the layers apply: ("full", None) and/or ("sliding", W)."""
-        kinds: dict[str, int | None] = {}
-        for block in self.layers:
-            kinds.setdefault("sliding" if block.window is not None else "full", block.window)
-        return list(kinds.items())
 
     def _blocks(self, x, rope, masks, cache, start, backend, probe):
         probes: list[AttnProbe] = []
@@ -293,7 +290,7 @@ class Transformer(nn.Module):
         rope = rope_cos_sin(self.inv_freq, positions, x.dtype) if self.cfg.pos == "rope" else None
         kv_valid = cache.valid if cache.has_padding else None
         masks = {kind: static_layer_mask(window=window, batch=b, slot=slot, kv_len=cache.max_len, kv_valid=kv_valid)
-                 for kind, window in self.mask_kinds()}
+                 for kind, window in self.mask_kinds.items()}
         x, _ = self._blocks(x, rope, masks, cache, slot, backend, False)
         return self.lm_head(self.norm(x))[:, -1]
 
