@@ -12,8 +12,10 @@ Measured on the 2-core Zen 3 CPU this project runs on with examples/bench_layout
     SmolLM2 LM head (49152, 576) 11.1 -> 19.8; gate/up (3072, 576) 10.4 -> 18.5;
     QKV (960, 576) 10.8 -> 14.4; attn out (576, 576) 9.6 -> 10.4; down (576, 1536) 15.1 -> 12.1
 So on the CPU every matrix at least as wide as it is tall is stored (in, out), and only
-the taller ones (the MLP down projection) keep (out, in). On CUDA, cuBLAS reads both
-layouts at full speed: nothing changes there.
+the taller ones (the MLP down projection) keep (out, in) ("by_shape"). On top of that,
+"split" (the CPU default) cuts each one-row product into one block per thread, each a view
+of that same storage (attncli.models.linear: another 1.2-1.7x per matrix). On CUDA,
+cuBLAS reads both layouts at full speed: nothing changes there.
 
 A tied LM head shares its storage with the embedding, whose lookups then read strided
 rows (measured: 12.9 ms against 8.1 ms for 1,024 GPT-2 tokens, beside a ~1 s prefill).
@@ -26,18 +28,19 @@ import os
 import torch
 from torch import nn
 
-LAYOUTS = ("auto", "out_in", "in_out")
+LAYOUTS = ("auto", "split", "by_shape", "out_in", "in_out")
 
 
 def policy(device: torch.device, requested: str | None = None) -> str:
-    """"auto" picks per matrix by shape on the CPU (out >= in: (in, out) storage) and keeps (out, in) elsewhere."""
+    """"auto" is "split" on the CPU (storage by shape: out >= in stored (in, out); one-row
+    products split across threads) and "out_in" elsewhere."""
     requested = requested or os.environ.get("ATTNCLI_LAYOUT", "auto")
     if requested not in LAYOUTS:
         from attncli.errors import BadInputError
 
         raise BadInputError(f"unknown weight layout {requested!r}; use {', '.join(LAYOUTS)}")
     if requested == "auto":
-        return "by_shape" if device.type == "cpu" else "out_in"
+        return "split" if device.type == "cpu" else "out_in"
     return requested
 
 
@@ -50,7 +53,7 @@ def transposed_names(model: nn.Module, device: torch.device, requested: str | No
     for name, module in model.named_modules():
         if isinstance(module, nn.Linear):
             out_f, in_f = module.weight.shape
-            if rule == "in_out" or out_f >= in_f:
+            if rule == "in_out" or (rule in ("split", "by_shape") and out_f >= in_f):
                 names.add(f"{name}.weight")
     return names
 
@@ -83,3 +86,11 @@ def apply(model: nn.Module, names: set[str]) -> None:
                 for key, p in list(m._parameters.items()):
                     if p is old:
                         m._parameters[key] = new
+
+
+def set_split(model: nn.Module, device: torch.device, requested: str | None = None) -> None:
+    """Turn the split one-row products (attncli.models.linear) on or off for every layer."""
+    split = policy(device, requested) == "split"
+    for module in model.modules():
+        if hasattr(module, "split_rows"):
+            module.split_rows = split

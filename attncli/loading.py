@@ -22,7 +22,7 @@ from torch import nn
 from attncli.atomic import write_atomic
 from attncli.errors import BadInputError, ModelLoadError
 from attncli.layout import apply as apply_layout
-from attncli.layout import empty_weight, transposed_names
+from attncli.layout import empty_weight, set_split, transposed_names
 from attncli.models.config import ModelConfig
 from attncli.models.transformer import Transformer
 from attncli.safetensors_io import SafetensorsFile
@@ -251,6 +251,7 @@ def build_model(cfg: ModelConfig, *, device: torch.device | str, dtype: torch.dt
         model.tie_weights()
     model.init_buffers(device)
     apply_layout(model, transposed_names(model, torch.device(device), layout))
+    set_split(model, torch.device(device), layout)
     return model.eval().requires_grad_(False)
 
 
@@ -309,6 +310,7 @@ def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", l
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model.init_buffers(dev)
+    set_split(model, dev, layout)
     still_meta = [n for n, p in model.named_parameters() if p.is_meta]
     assert not still_meta, f"parameters left unloaded: {still_meta}"
     model.eval().requires_grad_(False)

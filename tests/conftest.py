@@ -75,3 +75,12 @@ def model_dir(saved, tmp_path_factory):
         return made[name]
 
     return get
+
+
+@pytest.fixture
+def two_threads():
+    """Two intra-op threads for the test: the split one-row products run only then."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(old)

@@ -22,6 +22,7 @@ from attncli.attention import (
     AttnProbe, LayerMask, check_backend, eager_attention, layer_mask, sdpa_attention, static_layer_mask,
 )
 from attncli.cache import KVCache
+from attncli.models.linear import Linear
 from attncli.models.config import ModelConfig, RopeConfig
 
 Tensor = torch.Tensor
@@ -111,8 +112,8 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
         self.h, self.hkv, self.d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.qkv = nn.Linear(cfg.hidden_size, cfg.q_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
-        self.o = nn.Linear(cfg.q_dim, cfg.hidden_size, bias=cfg.o_bias)
+        self.qkv = Linear(cfg.hidden_size, cfg.q_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
+        self.o = Linear(cfg.q_dim, cfg.hidden_size, bias=cfg.o_bias)
         self.qk_norm = cfg.qk_norm
         if cfg.qk_norm:
             self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
@@ -156,10 +157,10 @@ class MLP(nn.Module):
         self.gated = cfg.mlp == "gated"
         width = cfg.intermediate_size
         if self.gated:
-            self.gate_up = nn.Linear(cfg.hidden_size, 2 * width, bias=cfg.mlp_bias)  # [gate; up]
+            self.gate_up = Linear(cfg.hidden_size, 2 * width, bias=cfg.mlp_bias)  # [gate; up]
         else:
-            self.up = nn.Linear(cfg.hidden_size, width, bias=cfg.mlp_bias)
-        self.down = nn.Linear(width, cfg.hidden_size, bias=cfg.mlp_bias)
+            self.up = Linear(cfg.hidden_size, width, bias=cfg.mlp_bias)
+        self.down = Linear(width, cfg.hidden_size, bias=cfg.mlp_bias)
         self.act = activation(cfg.act)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -199,7 +200,7 @@ class Transformer(nn.Module):
         for block in self.layers:
             self.mask_kinds.setdefault("sliding" if block.window is not None else "full", block.window)
         self.norm = make_norm(cfg, cfg.hidden_size)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.pos == "rope":
             self.register_buffer("inv_freq", rope_inv_freq(cfg.rope, cfg.head_dim), persistent=False)
 
