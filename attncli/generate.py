@@ -129,6 +129,18 @@ class Generation:
         self._interrupted = False
         self._mem = PeakMemory(model.device)
 
+    def _cache_len(self, prompt_len: int) -> int:
+        """Slots for prompt + new tokens. A compiled step is specialised to the cache's
+        shape, so with --compile the length is rounded up to a multiple of COMPILE_BUCKET
+        (within the context): runs of similar lengths reuse one compiled step instead of
+        recompiling (and past torch's recompile limit, falling back to eager)."""
+        need = prompt_len + self.max_new_tokens
+        if not self.compile:
+            return need
+        rounded = -(-need // COMPILE_BUCKET) * COMPILE_BUCKET
+        limit = self.model.cfg.max_position_embeddings
+        return max(need, min(rounded, limit)) if limit else rounded
+
     @property
     def done(self) -> bool:
         return all(r.finish_reason is not None for r in self.rows)
@@ -141,7 +153,7 @@ class Generation:
         try:
             with torch.inference_mode(), self._mem:
                 if self.use_cache:
-                    self.cache = KVCache(self.model.cfg, batch=batch, max_len=prompt_len + self.max_new_tokens,
+                    self.cache = KVCache(self.model.cfg, batch=batch, max_len=self._cache_len(prompt_len),
                                          dtype=self.model.dtype, device=device)
                 if self.compile:
                     self._compile_s = compiled_step(self.model).warm(self.cache, self.backend)
@@ -219,6 +231,12 @@ class Generation:
             interrupted=self._interrupted,
             compile_s=self._compile_s,
         )
+
+
+# Cache slots per compiled shape. The compiled step reads every slot (masked when unused):
+# at most 127 extra ones, at float32 under 2% of a GPT-2-small step's bytes, at bfloat16
+# about 0.2% of a Llama-3.2-1B step's.
+COMPILE_BUCKET = 128
 
 
 class CompiledStep:

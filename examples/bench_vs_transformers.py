@@ -2,12 +2,18 @@
 
     python examples/bench_vs_transformers.py --shape gpt2 --repeats 3
     python examples/bench_vs_transformers.py --shape smollm-135m --out profiles/results/bench-smollm.json
+    # GPU: bfloat16, with and without --compile, against transformers' sdpa and eager
+    python examples/bench_vs_transformers.py --shape llama-3.2-1b --device cuda --dtype bfloat16 \
+        --compile --hf-attn sdpa,eager --modes cache --repeats 5
 
 Decode rate is measured the same way for both, as llama-bench's tg does: the time of a
 128-new-token greedy run minus the time of a 1-new-token run (prefill + first token), over
 127 tokens. Runs alternate attncli / transformers so that a host slowing down mid-way hits
 both. Greedy tokens are compared, since a speed-up that changes the output is no speed-up.
-The bandwidth floor is measured here: tokens/s <= read bandwidth / weight bytes.
+The bandwidth floor is measured here: tokens/s <= bandwidth / weight bytes, with the
+bandwidth of a 1 GiB torch.sum on the CPU (bytes read) and of a 1 GiB device-to-device copy
+on CUDA (bytes read + written, as GPU bandwidth is quoted). With --compile, the first
+(warm-up) run compiles the decode step; compile time is excluded from tokens/s.
 Needs transformers (the test extra): pip install -e '.[test]'.
 """
 
@@ -30,42 +36,66 @@ SHAPES = {
     "smollm-135m": ("llama", dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                                   num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
                                   rms_norm_eps=1e-5, tie_word_embeddings=True)),
+    "llama-3.2-1b": ("llama", dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                   num_attention_heads=32, num_key_value_heads=8, head_dim=64,
+                                   max_position_embeddings=131072, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                                   rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                                    "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                                    "original_max_position_embeddings": 8192})),
 }
+TOTAL_NEW = 128  # set from --new
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def read_bandwidth_gbs(gib: float = 1.0, repeats: int = 5) -> float:
-    x = torch.ones(int(gib * 2**30 / 4))
+def bandwidth_gbs(device: str, gib: float = 1.0, repeats: int = 5) -> float:
+    n = int(gib * 2**30 / 4)
+    if device == "cuda":  # device-to-device copy: n*4 bytes read and n*4 written
+        src, dst = torch.ones(n, device=device), torch.empty(n, device=device)
+        dst.copy_(src)
+        best = min(_timed(lambda: dst.copy_(src)) for _ in range(repeats))
+        return 2 * n * 4 / best / 1e9
+    x = torch.ones(n)
     x.sum()
     best = min(_timed(lambda: x.sum()) for _ in range(repeats))
-    return x.numel() * 4 / best / 1e9
+    return n * 4 / best / 1e9
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _timed(fn) -> float:
+    _sync()
     t = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t
 
 
-def build_checkpoint(shape: str, folder: Path):
+def build_checkpoint(shape: str, folder: Path, dtype: torch.dtype = torch.float32):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     model_type, cfg = SHAPES[shape]
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **cfg), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **cfg), dtype=dtype)
     model.save_pretrained(folder)
 
 
-def ours_generate(model, prompt, new, use_cache):
+def ours_generate(model, prompt, new, use_cache, compile=False):
     from attncli.generate import generate
 
-    gen = generate(model, [prompt], max_new_tokens=new, use_cache=use_cache)
-    for _ in gen:
-        pass
+    # Every run is sized for --new tokens and stopped after ``new`` (the warm-up and the
+    # 1-token run subtracted below): one cache shape, so a compiled step compiles once.
+    gen = generate(model, [prompt], max_new_tokens=max(new, TOTAL_NEW), use_cache=use_cache, compile=compile and use_cache)
+    for step in gen:
+        if step.index + 1 == new:
+            break
     return gen.rows[0].tokens
 
 
 def hf_generate(model, prompt, new, use_cache):
-    ids = torch.tensor([prompt])
+    ids = torch.tensor([prompt], device=model.device)
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
                          do_sample=False, use_cache=use_cache, pad_token_id=0)
     return out[0, len(prompt):].tolist()
@@ -88,61 +118,81 @@ def main() -> None:
     ap.add_argument("--prefill", default="128,512,1024", help="prefill lengths to time ('' to skip)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, help="write the results as JSON")
-    ap.add_argument("--also-layout", default="", help="also time attncli with this weight layout (e.g. out_in)")
+    ap.add_argument("--also-layout", default="", help="also time attncli with these weight layouts (e.g. by_shape,out_in)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    ap.add_argument("--compile", action="store_true", help="also time attncli with --compile (cached decode)")
+    ap.add_argument("--hf-attn", default="sdpa", help="transformers attention implementations to time (sdpa,eager)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    dtype = DTYPES[args.dtype]
+    global TOTAL_NEW
+    TOTAL_NEW = args.new
 
     from transformers import AutoModelForCausalLM
 
     from attncli.loading import load_model
 
+    runners: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        build_checkpoint(args.shape, folder)
-        ours = load_model(folder, device="cpu").model
-        alt = load_model(folder, device="cpu", layout=args.also_layout).model if args.also_layout else None
-        theirs = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    theirs.generation_config.eos_token_id = None
+        build_checkpoint(args.shape, folder, dtype)
+        ours = load_model(folder, device=args.device, dtype=args.dtype).model
+        runners["attncli"] = lambda p, n, c: ours_generate(ours, p, n, c)
+        if args.compile:
+            runners["attncli[compile]"] = lambda p, n, c: ours_generate(ours, p, n, c, compile=True)
+        for layout in [x for x in args.also_layout.split(",") if x]:
+            alt = load_model(folder, device=args.device, dtype=args.dtype, layout=layout).model
+            runners[f"attncli[{layout}]"] = lambda p, n, c, m=alt: ours_generate(m, p, n, c)
+        hf_models = {}
+        for i, impl in enumerate(x for x in args.hf_attn.split(",") if x):
+            m = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation=impl).to(args.device).eval()
+            m.generation_config.eos_token_id = None
+            name = "transformers" if i == 0 else f"transformers[{impl}]"
+            hf_models[name] = m
+            runners[name] = lambda p, n, c, m=m: torch.no_grad()(hf_generate)(m, p, n, c)
+    theirs = hf_models["transformers"]
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
-    bandwidth = read_bandwidth_gbs()
+    bandwidth = bandwidth_gbs(args.device)
     floor = bandwidth * 1e9 / weight_bytes
     prompt = torch.randint(100, 1000, (args.prompt_len,), generator=torch.Generator().manual_seed(1)).tolist()
 
-    runners = {
-        "attncli": lambda p, n, c: ours_generate(ours, p, n, c),
-        "transformers": lambda p, n, c: torch.no_grad()(hf_generate)(theirs, p, n, c),
-    }
-    if alt is not None:
-        runners[f"attncli[{args.also_layout}]"] = lambda p, n, c: ours_generate(alt, p, n, c)
     results = {"env": env(args), "shape": args.shape, "weight_bytes": weight_bytes,
-               "read_bandwidth_gbs": round(bandwidth, 2), "floor_tokens_per_s": round(floor, 2), "decode": [], "prefill": []}
-    print(f"{args.shape}: {weight_bytes / 2**20:.0f} MiB of weights; read bandwidth {bandwidth:.1f} GB/s "
-          f"-> decode floor {floor:.1f} tok/s (batch 1)")
+               "bandwidth_gbs": round(bandwidth, 2),
+               "bandwidth_measure": "device-to-device copy" if args.device == "cuda" else "torch.sum (read)",
+               "floor_tokens_per_s": round(floor, 2), "decode": [], "prefill": []}
+    print(f"{args.shape} ({args.dtype}, {args.device}): {weight_bytes / 2**20:.0f} MiB of weights; bandwidth "
+          f"{bandwidth:.1f} GB/s -> decode floor {floor:.1f} tok/s (batch 1)")
     for mode in [m for m in args.modes.split(",") if m]:
         use_cache = mode == "cache"
-        rates: dict[str, list[float]] = {k: [] for k in runners}
+        active = {k: fn for k, fn in runners.items() if use_cache or k != "attncli[compile]"}
+        rates: dict[str, list[float]] = {k: [] for k in active}
         tokens: dict[str, list[int]] = {}
-        for name, fn in runners.items():  # warm-up, excluded
+        for name, fn in active.items():  # warm-up (and compile), excluded
             fn(prompt, 4, use_cache)
         for _ in range(args.repeats):
-            for name, fn in runners.items():
+            for name, fn in active.items():
                 rate, toks = decode_rate(fn, prompt, args.new, use_cache)
                 rates[name].append(rate)
                 tokens[name] = toks
         med = {k: statistics.median(v) for k, v in rates.items()}
-        same = all(t == tokens["transformers"] for t in tokens.values())
+        same = {k: t == tokens["transformers"] for k, t in tokens.items() if k != "transformers"}
+        ours_names = [k for k in med if k.startswith("attncli")]
         row = {"mode": mode, **{f"{k}_tokens_per_s": round(v, 2) for k, v in med.items()},
-               "transformers_tokens_per_s": round(med["transformers"], 2),
                "ratio": round(med["attncli"] / med["transformers"], 3),
                "attncli_share_of_floor": round(med["attncli"] / floor, 3),
-               "identical_greedy_tokens": same, "repeats": {k: [round(r, 2) for r in v] for k, v in rates.items()}}
+               "ratios": {k: round(med[k] / med["transformers"], 3) for k in ours_names},
+               "share_of_floor": {k: round(med[k] / floor, 3) for k in ours_names},
+               "identical_greedy_tokens": all(same.values()), "identical_by_runner": same,
+               "repeats": {k: [round(r, 2) for r in v] for k, v in rates.items()}}
         results["decode"].append(row)
-        others = "".join(f" | {k} {v:7.1f}" for k, v in med.items() if k not in ("attncli", "transformers"))
+        others = "".join(f" | {k} {v:7.1f} ({med[k] / med['transformers']:.2f}x)" for k, v in med.items()
+                         if k not in ("attncli", "transformers"))
         print(f"decode {mode:8s} attncli {med['attncli']:7.1f} tok/s | transformers {med['transformers']:7.1f} tok/s"
               f"{others} | ratio {row['ratio']:.2f}x | {100 * row['attncli_share_of_floor']:.0f}% of floor"
-              f" | identical tokens: {same}")
+              f" | identical tokens: {all(same.values())}")
     for t in [int(x) for x in args.prefill.split(",") if x]:
-        ids = torch.randint(100, 1000, (1, t), generator=torch.Generator().manual_seed(t))
+        ids = torch.randint(100, 1000, (1, t), generator=torch.Generator().manual_seed(t)).to(args.device)
         lat: dict[str, list[float]] = {"attncli": [], "transformers": []}
         with torch.inference_mode():
             ours(ids)
@@ -173,8 +223,9 @@ def env(args) -> dict:
         commit = None
     import transformers
 
-    return {"device": "cpu", "cpu": platform.processor() or platform.machine(), "threads": args.threads,
-            "torch": torch.__version__, "transformers": transformers.__version__, "dtype": "float32",
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    return {"device": device, "cpu": platform.processor() or platform.machine(), "threads": args.threads,
+            "torch": torch.__version__, "transformers": transformers.__version__, "dtype": args.dtype,
             "commit": commit, "batch": 1, "prompt_len": args.prompt_len, "new_tokens": args.new}
 
 
