@@ -13,8 +13,9 @@ Measured on the 2-core Zen 3 CPU this project runs on with examples/bench_layout
     QKV (960, 576) 10.8 -> 14.4; attn out (576, 576) 9.6 -> 10.4; down (576, 1536) 15.1 -> 12.1
 So on the CPU every matrix at least as wide as it is tall is stored (in, out), and only
 the taller ones (the MLP down projection) keep (out, in) ("by_shape"). On top of that,
-"split" (the CPU default) cuts each one-row product into one block per thread, each a view
-of that same storage (attncli.models.linear: another 1.2-1.7x per matrix). On CUDA,
+"split" (the CPU default) cuts each product of few rows (decode; prompts of up to
+attncli.models.linear.SPLIT_MAX_ROWS tokens) into one block per thread, each a view of
+that same storage (attncli.models.linear: another 1.2-1.7x per matrix in decode). On CUDA,
 cuBLAS reads both layouts at full speed: nothing changes there.
 
 A tied LM head shares its storage with the embedding, whose lookups then read strided
@@ -32,8 +33,8 @@ LAYOUTS = ("auto", "split", "by_shape", "out_in", "in_out")
 
 
 def policy(device: torch.device, requested: str | None = None) -> str:
-    """"auto" is "split" on the CPU (storage by shape: out >= in stored (in, out); one-row
-    products split across threads) and "out_in" elsewhere."""
+    """"auto" is "split" on the CPU (storage by shape: out >= in stored (in, out); products
+    of few rows split across threads) and "out_in" elsewhere."""
     requested = requested or os.environ.get("ATTNCLI_LAYOUT", "auto")
     if requested not in LAYOUTS:
         from attncli.errors import BadInputError
@@ -89,7 +90,7 @@ def apply(model: nn.Module, names: set[str]) -> None:
 
 
 def set_split(model: nn.Module, device: torch.device, requested: str | None = None) -> None:
-    """Turn the split one-row products (attncli.models.linear) on or off for every layer."""
+    """Turn the split products (attncli.models.linear) on or off for every layer."""
     split = policy(device, requested) == "split"
     for module in model.modules():
         if hasattr(module, "split_rows"):

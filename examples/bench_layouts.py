@@ -5,8 +5,9 @@
 
 For every distinct (out, in) weight shape of the preset: time y = F.linear(x, W) with x of
 shape (1, in), W stored (out, in) ("out_in") and stored (in, out) ("in_out", used through a
-transposed view), and print the bandwidth each reaches and which layout attncli.layout's
-"auto" policy picks. attncli keeps whatever this shows wins (see attncli/layout.py).
+transposed view), each also as the split product of attncli.models.linear (one block per
+thread, CPU), and print the bandwidth each reaches and what attncli.layout's "auto" policy
+picks. attncli keeps whatever this shows wins (see attncli/layout.py).
 """
 
 from __future__ import annotations
@@ -18,18 +19,24 @@ import time
 import torch
 import torch.nn.functional as F
 
-from attncli.layout import transposed_names
+from attncli.layout import policy, transposed_names
 from attncli.loading import build_model, resolve_device, resolve_dtype
 from attncli.memory import synchronize
+from attncli.models.linear import split_product
 from attncli.presets import preset_config, preset_names
 
 
-def gbs(ws: list[torch.Tensor], x: torch.Tensor, device, repeats: int) -> float:
-    """Bandwidth of F.linear over copies of one matrix, one after another: enough copies
-    (>= 256 MB) that each is read from memory, as in decode, not from the last-level cache."""
+def gbs(ws: list[torch.Tensor], x: torch.Tensor, device, repeats: int, split: bool = False) -> float:
+    """Bandwidth of F.linear (or the split product) over copies of one matrix, one after
+    another: enough copies (>= 256 MB) that each is read from memory, as in decode, not
+    from the last-level cache. NaN when the matrix does not split evenly."""
+    ways = torch.get_num_threads()
+    if split and split_product(x, ws[0], None, ways) is None:
+        return float("nan")
+
     def sweep():
         for w in ws:
-            F.linear(x, w)
+            split_product(x, w, None, ways) if split else F.linear(x, w)
 
     sweep()
     times = []
@@ -59,19 +66,29 @@ def main() -> None:
     for name, p in model.named_parameters():
         if p.dim() == 2 and "embed" not in name:  # lookups, not products
             shapes.setdefault(tuple(p.shape), []).append(name)
-    print(f"{args.preset} on {dev} ({dtype}), threads {torch.get_num_threads()}: GB/s of y = F.linear(x (1, in), W)")
-    print(f"{'(out, in)':>16} {'matrices':>8} {'out_in':>8} {'in_out':>8}  winner  auto picks")
+    split = dev.type == "cpu" and torch.get_num_threads() > 1
+    print(f"{args.preset} on {dev} ({dtype}), threads {torch.get_num_threads()}: GB/s of y = F.linear(x (1, in), W)"
+          + (", and split across threads" if split else ""))
+    cols = ["out_in", "in_out"] + (["out_in/s", "in_out/s"] if split else [])
+    print(f"{'(out, in)':>16} {'matrices':>8} " + " ".join(f"{c:>8}" for c in cols) + "  winner    auto picks")
     for (out_f, in_f), names in sorted(shapes.items(), key=lambda kv: -kv[0][0] * kv[0][1]):
         copies = max(1, -(-256 * 2**20 // (out_f * in_f * dtype.itemsize)))
         ws = [torch.randn(out_f, in_f, device=dev, dtype=dtype) for _ in range(copies)]
         x = torch.randn(1, in_f, device=dev, dtype=dtype)
-        a = gbs(ws, x, dev, args.repeats)
+        res = {"out_in": gbs(ws, x, dev, args.repeats)}
+        if split:
+            res["out_in/s"] = gbs(ws, x, dev, args.repeats, split=True)
         ws = [w.t().contiguous().t() for w in ws]
-        b = gbs(ws, x, dev, args.repeats)
+        res["in_out"] = gbs(ws, x, dev, args.repeats)
+        if split:
+            res["in_out/s"] = gbs(ws, x, dev, args.repeats, split=True)
         del ws
         pick = "in_out" if names[0] in chosen else "out_in"
-        win = "in_out" if b > a else "out_in"
-        print(f"{str((out_f, in_f)):>16} {len(names):>8} {a:8.1f} {b:8.1f}  {win:6}  {pick}{'' if pick == win else '  (!)'}")
+        if policy(dev) == "split":
+            pick += "/s"
+        win = max((k for k in res if res[k] == res[k]), key=res.get)
+        print(f"{str((out_f, in_f)):>16} {len(names):>8} " + " ".join(f"{res[c]:8.1f}" for c in cols)
+              + f"  {win:8}  {pick}{'' if pick == win else '  (!)'}")
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", default="cache,nocache")
     ap.add_argument("--prefill", default="128,512,1024", help="prefill lengths to time ('' to skip)")
+    ap.add_argument("--prefill-repeats", type=int, default=7, help="timed prefills per length and side (cheap: more)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     ap.add_argument("--also-layout", default="", help="also time attncli with these weight layouts (e.g. by_shape,out_in)")
@@ -197,7 +198,7 @@ def main() -> None:
         with torch.inference_mode():
             ours(ids)
             theirs(ids)
-            for _ in range(args.repeats):
+            for _ in range(args.prefill_repeats):
                 lat["attncli"].append(_timed(lambda: ours(ids, last_only=True)))
                 lat["transformers"].append(_timed(lambda: theirs(ids, logits_to_keep=1)))
         med = {k: statistics.median(v) for k, v in lat.items()}

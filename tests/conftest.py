@@ -79,7 +79,7 @@ def model_dir(saved, tmp_path_factory):
 
 @pytest.fixture
 def two_threads():
-    """Two intra-op threads for the test: the split one-row products run only then."""
+    """Two intra-op threads for the test: the split products run only then."""
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

@@ -70,15 +70,16 @@ def test_each_layout_loads_what_it_says_and_matches_transformers(saved, name, la
     torch.testing.assert_close(torch.cat(got, dim=1), want)
 
 
+@pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
 @pytest.mark.parametrize("name", ["gpt2", "llama", "qwen2", "qwen3", "mistral-window"])
-def test_split_products_keep_greedy_tokens(loaded, name, two_threads):
+def test_split_products_keep_greedy_tokens(loaded, name, use_cache, two_threads):
     lm, ref = loaded(name)
     prompt = [5, 17, 42, 9, 77, 31]
     ref.generation_config.eos_token_id = None
     ids = torch.tensor([prompt])
     want = ref.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, min_new_tokens=12,
-                        do_sample=False, pad_token_id=0)[0, len(prompt):].tolist()
-    gen = generate(lm.model, [prompt], max_new_tokens=12)
+                        do_sample=False, pad_token_id=0, use_cache=use_cache)[0, len(prompt):].tolist()
+    gen = generate(lm.model, [prompt], max_new_tokens=12, use_cache=use_cache)
     for _ in gen:
         pass
     assert gen.rows[0].tokens == want

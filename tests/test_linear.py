@@ -1,5 +1,5 @@
-"""Split one-row products: the same numbers as F.linear, for both storages, and taken
-only for batch-1 single-token inputs with more than one thread."""
+"""Split products: the same numbers as F.linear, for both storages, and taken only for
+inputs of at most SPLIT_MAX_ROWS rows with more than one thread."""
 
 from __future__ import annotations
 
@@ -11,22 +11,23 @@ from attncli.models import linear as linear_mod
 from attncli.models.linear import Linear, split_product
 
 
-def _weights(out_f, in_f, seed=0):
+def _weights(out_f, in_f, seed=0, rows=1):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(out_f, in_f, generator=g)
-    return w, w.t().contiguous().t(), torch.randn(out_f, generator=g), torch.randn(1, in_f, generator=g)
+    return w, w.t().contiguous().t(), torch.randn(out_f, generator=g), torch.randn(rows, in_f, generator=g)
 
 
+@pytest.mark.parametrize("rows", [1, 5])
 @pytest.mark.parametrize("ways", [2, 3, 4])
 @pytest.mark.parametrize("storage", ["out_in", "in_out"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(96, 48), (36, 96), (48, 48)])
-def test_split_product_equals_linear(shape, storage, bias, ways):
-    w, wt, b, x = _weights(*shape)
+def test_split_product_equals_linear(shape, storage, bias, ways, rows):
+    w, wt, b, x = _weights(*shape, rows=rows)
     weight = w if storage == "out_in" else wt
     b = b if bias else None
     got = split_product(x, weight, b, ways)
-    assert got is not None and got.shape == (1, shape[0])
+    assert got is not None and got.shape == (rows, shape[0])
     exact = F.linear(x.double(), w.double(), None if b is None else b.double())
     # no further from the float64 product than F.linear itself, within rounding
     err_split = (got.double() - exact).abs().max().item()
@@ -80,10 +81,17 @@ def test_linear_splits_one_row_with_two_threads(two_threads, counted):
     assert len(counted) == 2
 
 
-@pytest.mark.parametrize("shape", [(1, 2, 32), (3, 1, 32)])
-def test_linear_keeps_f_linear_for_more_than_one_row(two_threads, counted, shape):
+@pytest.mark.parametrize("shape", [(1, 7, 32), (3, 1, 32), (2, linear_mod.SPLIT_MAX_ROWS // 2, 32)])
+def test_linear_splits_up_to_the_row_limit(two_threads, counted, shape):
     layer = _layer(True)
     x = torch.randn(*shape)
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+    assert counted == [(shape[0] * shape[1], 32)]
+
+
+def test_linear_keeps_f_linear_past_the_row_limit(two_threads, counted):
+    layer = _layer(True)
+    x = torch.randn(1, linear_mod.SPLIT_MAX_ROWS + 1, 32)
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
     assert counted == []
 

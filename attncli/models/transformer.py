@@ -166,7 +166,7 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.gated:
             gate, up = self.gate_up(x).chunk(2, dim=-1)
-            return self.down(self.act(gate) * up)
+            return self.down(self.act(gate).mul_(up))  # in place: one (B, T, I) buffer fewer
         return self.down(self.act(self.up(x)))
 
 
