@@ -1,15 +1,18 @@
 """Peak memory of a piece of work, measured the same way by generate and profile.
 
 CUDA: the allocator's own high-water mark (``max_memory_allocated``) after a reset,
-minus what was allocated before: exact, no sampling. CPU: process RSS sampled by a
-background thread, minus the RSS before the work (after freed heap memory is handed back
-to the OS): an estimate, since short spikes between samples can be missed.
+minus what was allocated before: exact, no sampling. CPU on Linux: the kernel's own
+high-water mark of the process RSS (VmHWM, reset at entry through /proc/self/clear_refs),
+minus the RSS before the work (after freed heap memory is handed back to the OS): exact
+too, and free. Elsewhere: RSS sampled by a background thread every 10 ms, an estimate
+(short spikes between samples can be missed). A sampler is not used where the kernel
+keeps the peak: on 2 cores one polling every 2 ms cost 7% of cached decode speed and up
+to 14% of uncached (measured, SmolLM-135M shape).
 """
 
 from __future__ import annotations
 
 import threading
-import time
 
 import psutil
 import torch
@@ -45,7 +48,7 @@ _malloc_trim = None
 class PeakMemory:
     """Context manager: ``peak_bytes`` is the growth over the baseline at entry."""
 
-    def __init__(self, device: torch.device | str, interval_s: float = 0.002):
+    def __init__(self, device: torch.device | str, interval_s: float = 0.01):
         self.device = torch.device(device)
         self.interval_s = interval_s
         self.peak_bytes = 0
@@ -64,20 +67,23 @@ class PeakMemory:
             self._proc = psutil.Process()
             self._base = self._proc.memory_info().rss
             self._max = self._base
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            self._kernel_peak = reset_peak_rss()
+            if not self._kernel_peak:
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
         return self
 
     def _sample(self) -> None:
         while not self._stop.is_set():
             self._max = max(self._max, self._proc.memory_info().rss)
-            time.sleep(self.interval_s)
+            self._stop.wait(self.interval_s)  # wakes at once on exit
 
     def read(self) -> int:
         """The peak so far (callable inside the block, e.g. for partial stats)."""
         if self.device.type == "cuda":
             return max(0, torch.cuda.max_memory_allocated(self.device) - self._base)
-        self._max = max(self._max, self._proc.memory_info().rss)
+        now = (peak_rss() if self._kernel_peak else None) or self._proc.memory_info().rss
+        self._max = max(self._max, now)
         return max(0, self._max - self._base)
 
     def __exit__(self, *exc) -> None:
@@ -89,3 +95,26 @@ class PeakMemory:
             if self._thread is not None:
                 self._thread.join()
         self.peak_bytes = self.read()
+
+
+def reset_peak_rss() -> bool:
+    """Set the kernel's peak-RSS mark (VmHWM) to the current RSS ("5" touches nothing
+    else). False where there is no such file or it is not writable (not Linux)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return peak_rss() is not None
+
+
+def peak_rss() -> int | None:
+    """The process's peak RSS in bytes since the last reset (Linux VmHWM), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

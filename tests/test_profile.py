@@ -82,7 +82,9 @@ def test_cli_json_csv_schema_and_fits(capfd, saved, tmp_path):
     assert doc["model"]["architecture"] == "mistral" and doc["model"]["sliding_window"] == 4
     assert len(doc["rows"]) == 3 * (1 + 2) * 2 and all(ROW_KEYS <= set(r) for r in doc["rows"])
     assert {r["status"] for r in doc["rows"]} == {"ok"}
-    assert len(doc["fits"]) == 6 * 2 and all(f["points"] == 3 for f in doc["fits"])
+    assert len(doc["fits"]) == 6 * 2
+    # every latency is positive; a tiny model's step may touch no new memory (exact 0: no point)
+    assert all(f["points"] == 3 if f["metric"] == "latency_ms" else f["points"] <= 3 for f in doc["fits"])
     with open(csv_path) as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == len(doc["rows"]) and ROW_KEYS <= set(table[0])
