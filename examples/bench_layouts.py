@@ -49,13 +49,14 @@ def gbs(ws: list[torch.Tensor], x: torch.Tensor, device, repeats: int, split: bo
     return sum(w.numel() * w.element_size() for w in ws) / statistics.median(times) / 1e9
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="gpt2", choices=preset_names())
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
+    ap.add_argument("--mb", type=int, default=256, help="MB of copies per shape (more than the last-level cache)")
+    args = ap.parse_args(argv)
     dev = resolve_device(args.device)
     cfg = preset_config(args.preset)
     dtype = resolve_dtype(args.dtype, cfg.dtype, dev)
@@ -72,7 +73,7 @@ def main() -> None:
     cols = ["out_in", "in_out"] + (["out_in/s", "in_out/s"] if split else [])
     print(f"{'(out, in)':>16} {'matrices':>8} " + " ".join(f"{c:>8}" for c in cols) + "  winner    auto picks")
     for (out_f, in_f), names in sorted(shapes.items(), key=lambda kv: -kv[0][0] * kv[0][1]):
-        copies = max(1, -(-256 * 2**20 // (out_f * in_f * dtype.itemsize)))
+        copies = max(1, -(-args.mb * 2**20 // (out_f * in_f * dtype.itemsize)))
         ws = [torch.randn(out_f, in_f, device=dev, dtype=dtype) for _ in range(copies)]
         x = torch.randn(1, in_f, device=dev, dtype=dtype)
         res = {"out_in": gbs(ws, x, dev, args.repeats)}

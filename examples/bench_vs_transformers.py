@@ -12,7 +12,8 @@ Decode rate is measured the same way for both, as llama-bench's tg does: the tim
 both. Greedy tokens are compared, since a speed-up that changes the output is no speed-up.
 The bandwidth floor is measured here: tokens/s <= bandwidth / weight bytes, with the
 bandwidth of a 1 GiB torch.sum on the CPU (bytes read) and of a 1 GiB device-to-device copy
-on CUDA (bytes read + written, as GPU bandwidth is quoted). With --compile, the first
+on CUDA (bytes read + written, as GPU bandwidth is quoted), sampled before and between
+repeats; each decode row is set against the median of the samples so far. With --compile, the first
 (warm-up) run compiles the decode step; compile time is excluded from tokens/s.
 Needs transformers (the test extra): pip install -e '.[test]'.
 """
@@ -42,22 +43,42 @@ SHAPES = {
                                    rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
                                                     "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                                     "original_max_position_embeddings": 8192})),
+    # toys for the smoke test (tests/test_bench_examples.py), not for timing
+    "tiny-gpt2": ("gpt2", dict(vocab_size=1000, n_positions=256, n_embd=64, n_layer=2, n_head=4)),
+    "tiny-llama": ("llama", dict(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                 tie_word_embeddings=True)),
 }
 TOTAL_NEW = 128  # set from --new
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def bandwidth_gbs(device: str, gib: float = 1.0, repeats: int = 5) -> float:
-    n = int(gib * 2**30 / 4)
-    if device == "cuda":  # device-to-device copy: n*4 bytes read and n*4 written
-        src, dst = torch.ones(n, device=device), torch.empty(n, device=device)
-        dst.copy_(src)
-        best = min(_timed(lambda: dst.copy_(src)) for _ in range(repeats))
-        return 2 * n * 4 / best / 1e9
-    x = torch.ones(n)
-    x.sum()
-    best = min(_timed(lambda: x.sum()) for _ in range(repeats))
-    return n * 4 / best / 1e9
+class Bandwidth:
+    """Memory bandwidth, sampled before the runs and again between repeats: on a shared host it
+    moves (this project's 2-core VM read 33-65 GB/s on different runs), so the floor is the
+    median of samples taken over the same minutes as the runs it is compared with."""
+
+    def __init__(self, device: str, gib: float = 1.0):
+        self.device, self.n = device, int(gib * 2**30 / 4)
+        self.src = torch.ones(self.n, device=device)
+        self.dst = torch.empty(self.n, device=device) if device == "cuda" else None
+        self.samples: list[float] = []
+
+    def sample(self, repeats: int = 5) -> float:
+        if self.device == "cuda":  # device-to-device copy: n*4 bytes read and n*4 written
+            self.dst.copy_(self.src)
+            best = min(_timed(lambda: self.dst.copy_(self.src)) for _ in range(repeats))
+            gbs = 2 * self.n * 4 / best / 1e9
+        else:
+            self.src.sum()
+            best = min(_timed(lambda: self.src.sum()) for _ in range(repeats))
+            gbs = self.n * 4 / best / 1e9
+        self.samples.append(gbs)
+        return gbs
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
 
 
 def _sync() -> None:
@@ -108,7 +129,7 @@ def decode_rate(fn, prompt, new, use_cache) -> tuple[float, list[int]]:
     return (new - 1) / max(t_all - t_one, 1e-9), tokens
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", choices=sorted(SHAPES), default="gpt2")
     ap.add_argument("--prompt-len", type=int, default=32)
@@ -116,7 +137,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", default="cache,nocache")
     ap.add_argument("--prefill", default="128,512,1024", help="prefill lengths to time ('' to skip)")
-    ap.add_argument("--prefill-repeats", type=int, default=7, help="timed prefills per length and side (cheap: more)")
+    ap.add_argument("--prefill-repeats", type=int, default=9, help="timed prefills per length and side (cheap: more)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     ap.add_argument("--also-layout", default="", help="also time attncli with these weight layouts (e.g. by_shape,out_in)")
@@ -124,7 +145,8 @@ def main() -> None:
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     ap.add_argument("--compile", action="store_true", help="also time attncli with --compile (cached decode)")
     ap.add_argument("--hf-attn", default="sdpa", help="transformers attention implementations to time (sdpa,eager)")
-    args = ap.parse_args()
+    ap.add_argument("--bandwidth-gib", type=float, default=1.0, help="size of the bandwidth probe")
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dtype = DTYPES[args.dtype]
     global TOTAL_NEW
@@ -154,7 +176,8 @@ def main() -> None:
             runners[name] = lambda p, n, c, m=m: torch.no_grad()(hf_generate)(m, p, n, c)
     theirs = hf_models["transformers"]
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
-    bandwidth = bandwidth_gbs(args.device)
+    bw = Bandwidth(args.device, args.bandwidth_gib)
+    bandwidth = bw.sample()
     floor = bandwidth * 1e9 / weight_bytes
     prompt = torch.randint(100, 1000, (args.prompt_len,), generator=torch.Generator().manual_seed(1)).tolist()
 
@@ -171,15 +194,19 @@ def main() -> None:
         tokens: dict[str, list[int]] = {}
         for name, fn in active.items():  # warm-up (and compile), excluded
             fn(prompt, 4, use_cache)
-        for _ in range(args.repeats):
-            for name, fn in active.items():
+        for i in range(args.repeats):
+            order = list(active.items())
+            for name, fn in (order if i % 2 == 0 else order[::-1]):  # A B, B A: drift favours no runner
                 rate, toks = decode_rate(fn, prompt, args.new, use_cache)
                 rates[name].append(rate)
                 tokens[name] = toks
+            bw.sample()
+        floor = bw.median * 1e9 / weight_bytes
         med = {k: statistics.median(v) for k, v in rates.items()}
         same = {k: t == tokens["transformers"] for k, t in tokens.items() if k != "transformers"}
         ours_names = [k for k in med if k.startswith("attncli")]
         row = {"mode": mode, **{f"{k}_tokens_per_s": round(v, 2) for k, v in med.items()},
+               "floor_tokens_per_s": round(floor, 2),
                "ratio": round(med["attncli"] / med["transformers"], 3),
                "attncli_share_of_floor": round(med["attncli"] / floor, 3),
                "ratios": {k: round(med[k] / med["transformers"], 3) for k in ours_names},
@@ -191,6 +218,7 @@ def main() -> None:
                          if k not in ("attncli", "transformers"))
         print(f"decode {mode:8s} attncli {med['attncli']:7.1f} tok/s | transformers {med['transformers']:7.1f} tok/s"
               f"{others} | ratio {row['ratio']:.2f}x | {100 * row['attncli_share_of_floor']:.0f}% of floor"
+              f" ({floor:.0f} tok/s at {bw.median:.1f} GB/s)"
               f" | identical tokens: {all(same.values())}")
     for t in [int(x) for x in args.prefill.split(",") if x]:
         ids = torch.randint(100, 1000, (1, t), generator=torch.Generator().manual_seed(t)).to(args.device)
@@ -198,9 +226,11 @@ def main() -> None:
         with torch.inference_mode():
             ours(ids)
             theirs(ids)
-            for _ in range(args.prefill_repeats):
-                lat["attncli"].append(_timed(lambda: ours(ids, last_only=True)))
-                lat["transformers"].append(_timed(lambda: theirs(ids, logits_to_keep=1)))
+            run = {"attncli": lambda: ours(ids, last_only=True), "transformers": lambda: theirs(ids, logits_to_keep=1)}
+            for i in range(args.prefill_repeats):
+                # A B, B A, A B...: a host slowing down (or a cache warmed by the other) favours neither
+                for name in (run if i % 2 == 0 else reversed(run)):
+                    lat[name].append(_timed(run[name]))
         med = {k: statistics.median(v) for k, v in lat.items()}
         row = {"seq_len": t, "attncli_ms": round(med["attncli"] * 1e3, 2),
                "transformers_ms": round(med["transformers"] * 1e3, 2),
@@ -208,12 +238,17 @@ def main() -> None:
         results["prefill"].append(row)
         print(f"prefill T={t:5d} attncli {row['attncli_ms']:8.1f} ms | transformers {row['transformers_ms']:8.1f} ms"
               f" | speed ratio {row['ratio']:.2f}x")
+    # The floor over the whole run: the median of every bandwidth sample.
+    results["bandwidth_gbs"] = round(bw.median, 2)
+    results["bandwidth_samples_gbs"] = [round(x, 1) for x in bw.samples]
+    results["floor_tokens_per_s"] = round(bw.median * 1e9 / weight_bytes, 2)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(args.out.suffix + ".tmp")
         tmp.write_text(json.dumps(results, indent=2) + "\n")
         tmp.replace(args.out)
         print(f"wrote {args.out}")
+    return results
 
 
 def env(args) -> dict:
