@@ -13,10 +13,10 @@ Measured on the 2-core Zen 3 CPU this project runs on with examples/bench_layout
     QKV (960, 576) 10.8 -> 14.4; attn out (576, 576) 9.6 -> 10.4; down (576, 1536) 15.1 -> 12.1
 So on the CPU every matrix at least as wide as it is tall is stored (in, out), and only
 the taller ones (the MLP down projection) keep (out, in) ("by_shape"). On top of that,
-"split" (the CPU default) cuts each product of few rows (decode; prompts of up to
-attncli.models.linear.SPLIT_MAX_ROWS tokens) into one block per thread, each a view of
-that same storage (attncli.models.linear: another 1.2-1.7x per matrix in decode). On CUDA,
-cuBLAS reads both layouts at full speed: nothing changes there.
+"split" (the CPU default) cuts each product of one or two rows (decode) into one block
+per thread, each a view of that same storage (attncli.models.linear: another 1.2-1.7x per
+matrix in decode), and sends products of more rows (prefill, no-cache decode) to oneDNN
+(1.1-1.6x a forward). On CUDA, cuBLAS reads both layouts at full speed: nothing changes there.
 
 A tied LM head shares its storage with the embedding, whose lookups then read strided
 rows (measured: 12.9 ms against 8.1 ms for 1,024 GPT-2 tokens, beside a ~1 s prefill).
@@ -34,7 +34,7 @@ LAYOUTS = ("auto", "split", "by_shape", "out_in", "in_out")
 
 def policy(device: torch.device, requested: str | None = None) -> str:
     """"auto" is "split" on the CPU (storage by shape: out >= in stored (in, out); products
-    of few rows split across threads) and "out_in" elsewhere."""
+    of one or two rows split across threads, larger ones through oneDNN) and "out_in" elsewhere."""
     requested = requested or os.environ.get("ATTNCLI_LAYOUT", "auto")
     if requested not in LAYOUTS:
         from attncli.errors import BadInputError
@@ -90,7 +90,7 @@ def apply(model: nn.Module, names: set[str]) -> None:
 
 
 def set_split(model: nn.Module, device: torch.device, requested: str | None = None) -> None:
-    """Turn the split products (attncli.models.linear) on or off for every layer."""
+    """Turn the CPU product routing (split / oneDNN, attncli.models.linear) on or off for every layer."""
     split = policy(device, requested) == "split"
     for module in model.modules():
         if hasattr(module, "split_rows"):

@@ -161,11 +161,13 @@ def main(argv: list[str] | None = None) -> dict:
         folder = Path(tmp)
         build_checkpoint(args.shape, folder, dtype)
         ours = load_model(folder, device=args.device, dtype=args.dtype).model
+        prefill_models = {"attncli": ours}
         runners["attncli"] = lambda p, n, c: ours_generate(ours, p, n, c)
         if args.compile:
             runners["attncli[compile]"] = lambda p, n, c: ours_generate(ours, p, n, c, compile=True)
         for layout in [x for x in args.also_layout.split(",") if x]:
             alt = load_model(folder, device=args.device, dtype=args.dtype, layout=layout).model
+            prefill_models[f"attncli[{layout}]"] = alt
             runners[f"attncli[{layout}]"] = lambda p, n, c, m=alt: ours_generate(m, p, n, c)
         hf_models = {}
         for i, impl in enumerate(x for x in args.hf_attn.split(",") if x):
@@ -222,21 +224,23 @@ def main(argv: list[str] | None = None) -> dict:
               f" | identical tokens: {all(same.values())}")
     for t in [int(x) for x in args.prefill.split(",") if x]:
         ids = torch.randint(100, 1000, (1, t), generator=torch.Generator().manual_seed(t)).to(args.device)
-        lat: dict[str, list[float]] = {"attncli": [], "transformers": []}
+        run = {name: (lambda m=m: m(ids, last_only=True)) for name, m in prefill_models.items()}
+        run["transformers"] = lambda: theirs(ids, logits_to_keep=1)
+        lat: dict[str, list[float]] = {k: [] for k in run}
         with torch.inference_mode():
-            ours(ids)
-            theirs(ids)
-            run = {"attncli": lambda: ours(ids, last_only=True), "transformers": lambda: theirs(ids, logits_to_keep=1)}
+            for fn in run.values():
+                fn()
             for i in range(args.prefill_repeats):
                 # A B, B A, A B...: a host slowing down (or a cache warmed by the other) favours neither
                 for name in (run if i % 2 == 0 else reversed(run)):
                     lat[name].append(_timed(run[name]))
         med = {k: statistics.median(v) for k, v in lat.items()}
-        row = {"seq_len": t, "attncli_ms": round(med["attncli"] * 1e3, 2),
-               "transformers_ms": round(med["transformers"] * 1e3, 2),
-               "ratio": round(med["transformers"] / med["attncli"], 3)}
+        row = {"seq_len": t, **{f"{k}_ms": round(v * 1e3, 2) for k, v in med.items()},
+               "ratio": round(med["transformers"] / med["attncli"], 3),
+               "ratios": {k: round(med["transformers"] / med[k], 3) for k in prefill_models}}
         results["prefill"].append(row)
-        print(f"prefill T={t:5d} attncli {row['attncli_ms']:8.1f} ms | transformers {row['transformers_ms']:8.1f} ms"
+        others = "".join(f" | {k} {med[k] * 1e3:8.1f} ({row['ratios'][k]:.2f}x)" for k in prefill_models if k != "attncli")
+        print(f"prefill T={t:5d} attncli {row['attncli_ms']:8.1f} ms | transformers {row['transformers_ms']:8.1f} ms{others}"
               f" | speed ratio {row['ratio']:.2f}x")
     # The floor over the whole run: the median of every bandwidth sample.
     results["bandwidth_gbs"] = round(bw.median, 2)

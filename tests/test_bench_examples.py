@@ -46,3 +46,9 @@ def test_bench_layouts_prints_every_shape(capsys):
     for shape in ["(50257, 768)", "(3072, 768)", "(768, 3072)", "(2304, 768)", "(768, 768)"]:
         assert shape in out
     assert "auto picks" in out.splitlines()[1]
+
+
+def test_bench_products_times_every_path(two_threads):
+    res = load_example("bench_products").main(["--preset", "gpt2", "--rows", "1,4", "--repeats", "1"])
+    assert set(res) == {1, 4} and all(v > 0 for r in res.values() for v in r.values())
+    assert {"mkl", "split"} <= set(res[1])

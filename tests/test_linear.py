@@ -1,5 +1,6 @@
-"""Split products: the same numbers as F.linear, for both storages, and taken only for
-inputs of at most SPLIT_MAX_ROWS rows with more than one thread."""
+"""CPU products: split ones give the same numbers as F.linear, for both storages, and are
+taken only for inputs of at most SPLIT_MAX_ROWS rows with more than one thread; larger
+float32 inference products go to oneDNN, with the same numbers too."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_linear_splits_one_row_with_two_threads(two_threads, counted):
     assert len(counted) == 2
 
 
-@pytest.mark.parametrize("shape", [(1, 7, 32), (3, 1, 32), (2, linear_mod.SPLIT_MAX_ROWS // 2, 32)])
+@pytest.mark.parametrize("shape", [(1, 2, 32), (2, 1, 32), (1, linear_mod.SPLIT_MAX_ROWS, 32)])
 def test_linear_splits_up_to_the_row_limit(two_threads, counted, shape):
     layer = _layer(True)
     x = torch.randn(*shape)
@@ -89,11 +90,45 @@ def test_linear_splits_up_to_the_row_limit(two_threads, counted, shape):
     assert counted == [(shape[0] * shape[1], 32)]
 
 
-def test_linear_keeps_f_linear_past_the_row_limit(two_threads, counted):
-    layer = _layer(True)
-    x = torch.randn(1, linear_mod.SPLIT_MAX_ROWS + 1, 32)
-    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
-    assert counted == []
+@pytest.fixture
+def onednn_calls(monkeypatch):
+    calls = []
+    real = linear_mod._ONEDNN_LINEAR
+    if real is None:
+        pytest.skip("this torch build has no oneDNN")
+    monkeypatch.setattr(linear_mod, "_ONEDNN_LINEAR", lambda x, *a: calls.append(tuple(x.shape)) or real(x, *a))
+    return calls
+
+
+@pytest.mark.parametrize("storage", ["out_in", "in_out"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_sends_more_rows_to_onednn(two_threads, counted, onednn_calls, storage, bias):
+    layer = Linear(32, 64, bias=bias).requires_grad_(False)
+    if storage == "in_out":
+        layer.weight = torch.nn.Parameter(layer.weight.t().contiguous().t(), requires_grad=False)
+    layer.split_rows = True
+    x = torch.randn(2, linear_mod.SPLIT_MAX_ROWS + 1, 32)
+    exact = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    got = layer(x)
+    assert onednn_calls == [tuple(x.shape)] and counted == []
+    torch.testing.assert_close(got, F.linear(x, layer.weight, layer.bias))
+    assert (got.double() - exact).abs().max() <= 4 * (F.linear(x, layer.weight, layer.bias).double() - exact).abs().max() + 1e-6
+
+
+def test_onednn_only_for_float32_inference_on_the_cpu(onednn_calls):
+    layer = Linear(32, 64)
+    layer.split_rows = True
+    x = torch.randn(1, 8, 32)
+    layer(x)  # parameters need grad: F.linear, which has a backward
+    with torch.no_grad():
+        layer.bfloat16()(x.bfloat16())  # bfloat16: F.linear
+        layer.float()(x)  # float32 inference: oneDNN
+    assert onednn_calls == [(1, 8, 32)]
+
+
+def test_linear_keeps_f_linear_when_off(counted, onednn_calls):
+    _layer(False)(torch.randn(1, 8, 32))
+    assert counted == [] and onednn_calls == []
 
 
 def test_linear_keeps_f_linear_on_one_thread_or_when_off(counted):

@@ -1,5 +1,6 @@
-"""The model's linear layer: nn.Linear, except that products with few rows (decode, short
-prompts) can be split across the CPU's cores.
+"""The model's linear layer: nn.Linear, except on the CPU, where products of one or two rows
+(decode) are split across the cores and products of more rows (no-cache decode, prefill) go
+to oneDNN's matrix product instead of MKL's.
 
 A matrix-vector product through MKL runs on one core, and one core of the Zen 3 CPU this
 project runs on streams ~15-22 GB/s of the ~37 GB/s that two read. torch.bmm does share
@@ -11,11 +12,14 @@ Measured with 2 threads, one row, each matrix read from memory (GB/s, one produc
     GPT-2 QKV (768 -> 2304) 17.6 -> 22.9, MLP up 17.7 -> 23.4, MLP down 15.2 -> 26.4,
     LM head (768 -> 50257) 21.9 -> 27.9; SmolLM2-135M gate/up 17.8 -> 29.3,
     down 14.0 -> 24.1, LM head (576 -> 49152) 21.5 -> 36.6.
-With more rows MKL's own product gets better and splitting pays less: a whole forward was
-faster split at 8 to 160 rows (SmolLM-135M shape 1.37x at 8, 1.09-1.11x at 128-160; GPT-2
-1.28x at 8, 0.99-1.04x at 64-160) and slower from 256 (0.96-0.99x; 0.89-0.97x at 512), so
-products of up to SPLIT_MAX_ROWS rows are split. Only the summation order of the
-(in, out) split changes (partial sums, then their sum), well inside the parity tolerances.
+oneDNN (torch.ops.mkldnn._linear_pointwise, the op inductor's CPU backend emits) takes the
+same (out, in) parameter in either storage and uses both cores from a few rows up. Whole
+forwards, 2 threads, ms for MKL / split / oneDNN (examples/bench_products.py):
+    rows          1            2             3             8             64             512
+    SmolLM-135M   36/26/37     50-59/32/37-48 60/33/36     61/52/45      144/127/114    931/928/810
+    GPT-2         27/18/28     38/25/27      51/33/26      51/40/32      118/102/87     577/617/516
+So one and two rows are split (SPLIT_MAX_ROWS), more go to oneDNN. Only the summation
+order changes (split partial sums; oneDNN's blocking), well inside the parity tolerances.
 """
 
 from __future__ import annotations
@@ -34,20 +38,42 @@ def _compiling() -> bool:
     return bool(is_compiling and is_compiling())
 
 
-SPLIT_MAX_ROWS = 192  # between the last measured gain (160 rows) and the first loss (256)
+SPLIT_MAX_ROWS = 2  # at 3 rows split and oneDNN trade places between shapes; from 4 oneDNN wins
 
 
 class Linear(nn.Linear):
     split_rows = False  # set per layer by attncli.layout.set_split
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.split_rows and x.numel() <= SPLIT_MAX_ROWS * self.in_features and not _compiling():
-            ways = torch.get_num_threads()
-            if ways > 1 and x.numel():
-                y = split_product(x.reshape(-1, self.in_features), self.weight, self.bias, ways)
-                if y is not None:
-                    return y.view(*x.shape[:-1], self.out_features)
+        if self.split_rows and not _compiling():
+            if x.numel() <= SPLIT_MAX_ROWS * self.in_features:
+                ways = torch.get_num_threads()
+                if ways > 1 and x.numel():
+                    y = split_product(x.reshape(-1, self.in_features), self.weight, self.bias, ways)
+                    if y is not None:
+                        return y.view(*x.shape[:-1], self.out_features)
+            elif _onednn_fits(x, self.weight):
+                return _ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
+
+
+def _onednn_op():
+    """torch's oneDNN linear (what inductor's CPU backend calls), or None in a build without it."""
+    try:
+        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_ONEDNN_LINEAR = _onednn_op()
+
+
+def _onednn_fits(x: Tensor, weight: Tensor) -> bool:
+    """float32 on the CPU, inference only (the op has no backward). One product alone,
+    oneDNN against F.linear: 1.07-1.31x for 256-1,024 rows of GPT-2 and SmolLM2 matrices."""
+    return (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
+            and weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
 
 
 def split_product(x: Tensor, weight: Tensor, bias: Tensor | None, ways: int) -> Tensor | None:
