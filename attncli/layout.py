@@ -16,7 +16,7 @@ the taller ones (the MLP down projection) keep (out, in) ("by_shape"). On top of
 "split" (the CPU default) cuts each product of one or two rows (decode) into one block
 per thread, each a view of that same storage (attncli.models.linear: another 1.2-1.7x per
 matrix in decode), and sends products of more rows (prefill, no-cache decode) to oneDNN
-(1.1-1.6x a forward). On CUDA, cuBLAS reads both layouts at full speed: nothing changes there.
+(1.1-1.9x a forward at 3-512 rows). On CUDA, cuBLAS reads both layouts at full speed: nothing changes there.
 
 A tied LM head shares its storage with the embedding, whose lookups then read strided
 rows (measured: 12.9 ms against 8.1 ms for 1,024 GPT-2 tokens, beside a ~1 s prefill).

@@ -23,10 +23,9 @@ from attncli.presets import preset_config, preset_names
 
 
 def forward_ms(model, rows: int, mode: str, repeats: int) -> float:
-    onednn = linear._onednn_op()
     saved = linear.SPLIT_MAX_ROWS, linear._ONEDNN_LINEAR
     linear.SPLIT_MAX_ROWS = 10**9 if mode == "split" else 0
-    linear._ONEDNN_LINEAR = onednn if mode == "onednn" else None
+    linear._ONEDNN_LINEAR = saved[1] if mode == "onednn" else None
     try:
         ids = torch.randint(0, model.cfg.vocab_size, (1, rows), generator=torch.Generator().manual_seed(rows))
         with torch.inference_mode():
@@ -50,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict[int, dict[str, float]]:
     torch.manual_seed(0)
     model = build_model(preset_config(args.preset), device="cpu", dtype=torch.float32, random_weights=True,
                         layout="split")
-    modes = ["mkl", "split", "onednn"] if linear._onednn_op() is not None else ["mkl", "split"]
+    modes = ["mkl", "split", "onednn"] if linear._ONEDNN_LINEAR is not None else ["mkl", "split"]
     print(f"{args.preset}, cpu float32, {torch.get_num_threads()} threads: ms per forward")
     print(f"{'rows':>6} " + " ".join(f"{m:>8}" for m in modes) + "  fastest   attncli takes")
     out = {}
