@@ -6,15 +6,20 @@ is reached lazily through ``__getattr__`` so that ``attncli --help`` is instant.
 
 __version__ = "0.1.0"
 
-# Not `generate`: that name is the submodule attncli.generate (token-level API).
+# Not `generate`: that name is the package attncli.generate (token-level API:
+# attncli.generate.loop.generate).
 _LAZY = {
-    "load_model": ("attncli.loading", "load_model"),
-    "ModelConfig": ("attncli.models.config", "ModelConfig"),
-    "Tokenizer": ("attncli.tokenizer", "Tokenizer"),
-    "TextModel": ("attncli.textgen", "TextModel"),
-    "generate_text": ("attncli.textgen", "generate_text"),
-    "Generation": ("attncli.generate", "Generation"),
-    "Sampling": ("attncli.sampling", "Sampling"),
+    "load_model": ("attncli.checkpoint.load", "load_model"),
+    "build_model": ("attncli.model.build", "build_model"),
+    "save_pretrained": ("attncli.checkpoint.save", "save_pretrained"),
+    "ModelConfig": ("attncli.model.config", "ModelConfig"),
+    "KVCache": ("attncli.model.cache", "KVCache"),
+    "Tokenizer": ("attncli.checkpoint.tokenizer", "Tokenizer"),
+    "TextModel": ("attncli.generate.text", "TextModel"),
+    "generate_text": ("attncli.generate.text", "generate_text"),
+    "Generation": ("attncli.generate.loop", "Generation"),
+    "Sampling": ("attncli.generate.sampling", "Sampling"),
+    "preset_config": ("attncli.model.presets", "preset_config"),
 }
 
 

@@ -1,7 +1,7 @@
 """The `attncli` command: parse, call the library, render. No tensor code here.
 
 Library errors are translated once, in ``main``: one line on stderr and the exit
-code of shared/CLI.md (1 runtime failure, 2 bad usage or input, 130 Ctrl-C).
+code of docs/CLI.md (1 runtime failure, 2 bad usage or input, 130 Ctrl-C).
 Heavy imports (torch) happen inside commands so that `attncli --help` is instant.
 """
 
@@ -77,7 +77,7 @@ def _root(
 
 
 def model_path(model: Optional[str]) -> str:
-    from attncli.loading import default_model_path
+    from attncli.checkpoint.files import default_model_path
 
     return model or str(default_model_path())
 
@@ -102,12 +102,12 @@ def generate(
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA graphs on a GPU); compile time is reported apart."),
 ) -> None:
     """Generate text, streamed, with or without a KV cache; stats go to stderr."""
-    from attncli import render
-    from attncli.attention import check_backend
     from attncli.errors import BadInputError
-    from attncli.generate import check_max_new_tokens
-    from attncli.sampling import Sampling
-    from attncli.textgen import TextModel
+    from attncli.generate import view as gen_view
+    from attncli.generate.loop import check_max_new_tokens
+    from attncli.generate.sampling import Sampling
+    from attncli.generate.text import TextModel
+    from attncli.model.attention import check_backend
 
     if not prompts:
         if sys.stdin is None or sys.stdin.isatty():
@@ -119,7 +119,7 @@ def generate(
     tm = TextModel.load(model_path(model), device=device, dtype=dtype)
     gen = tm.start(prompts, max_new_tokens=max_new_tokens, use_cache=cache, sampling=sampling,
                    ignore_eos=ignore_eos, backend=attn, compile=compile_step)
-    view = render.GenerationView(tm, gen, prompts, stream=stream and len(prompts) == 1 and not as_json,
+    view = gen_view.GenerationView(tm, gen, prompts, stream=stream and len(prompts) == 1 and not as_json,
                                  echo=echo, as_json=as_json)
     try:
         for step in gen:
@@ -128,7 +128,7 @@ def generate(
         view.finish(interrupted=True)
         raise
     view.finish()
-    render.generation_stats(gen.stats, batch=len(prompts), cache=cache, attn=attn, device=tm.lm.device, dtype=tm.lm.dtype)
+    gen_view.generation_stats(gen.stats, batch=len(prompts), cache=cache, attn=attn, device=tm.lm.device, dtype=tm.lm.dtype)
 
 
 @app.command("inspect-mask")
@@ -166,23 +166,24 @@ def inspect_mask(
                               "a list of those for a batch."),
 ) -> None:
     """Show the attention masks a model really applies (or masks alone), its scores and weights, and prove nothing leaks."""
-    from attncli import dumps, inspect, leakcheck, render, render_mask
-    from attncli.attention import check_backend
+    from attncli import console
     from attncli.errors import BadInputError, CheckFailedError
+    from attncli.inspect import audit, dumps, leakcheck, render, reports
+    from attncli.model.attention import check_backend
 
     check_backend(attn)
-    inspect.check_window(window)
+    reports.check_window(window)
     target = dumps.check_dump_path(dump) if dump else None  # before any model runs
     if model is None and not prompts:
         if seq_len is None:
             raise BadInputError("give prompts (and -m MODEL), or --seq-len N for masks alone")
         if scores or weights or layer is not None or head is not None:
             raise BadInputError("--scores, --weights, --layer and --head need a model (-m)")
-        report = inspect.masks_alone(seq_len, kind=kind, window=window, pad=pad)
+        report = reports.masks_alone(seq_len, kind=kind, window=window, pad=pad)
         checks = leakcheck.check_alone(report) if check else None
     else:
-        from attncli.loading import load_config, load_model
-        from attncli.tokenizer import Tokenizer
+        from attncli.checkpoint.load import load_config, load_model
+        from attncli.checkpoint.tokenizer import Tokenizer
 
         if window is not None or pad:
             raise BadInputError("--window and --pad are for masks alone; a model's window comes from its config.json "
@@ -193,27 +194,27 @@ def inspect_mask(
             raise BadInputError("give prompts, or --seq-len N to run N arbitrary tokens through the model")
         path = model_path(model)
         cfg, files = load_config(path)
-        inspect.pick_layer(cfg, kind=kind, layer=layer)  # usage errors before the weights load
-        inspect.check_head(cfg, head)
+        reports.pick_layer(cfg, kind=kind, layer=layer)  # usage errors before the weights load
+        reports.check_head(cfg, head)
         has_tokenizer = (files.folder / "tokenizer.json").is_file()
         tok = Tokenizer.from_dir(files.folder) if prompts or has_tokenizer else None
         lm = load_model(path, device=device, dtype=dtype)
         if prompts:
-            batch = inspect.encode_prompts(tok, prompts, context=cfg.context_length)
+            batch = reports.encode_prompts(tok, prompts, context=cfg.context_length)
         else:
-            batch = inspect.arbitrary_tokens(seq_len, vocab=cfg.vocab_size, context=cfg.context_length, tokenizer=tok)
-        report = inspect.model_report(lm, batch, kind=kind, layer=layer, head=head, scores=scores,
+            batch = reports.arbitrary_tokens(seq_len, vocab=cfg.vocab_size, context=cfg.context_length, tokenizer=tok)
+        report = reports.model_report(lm, batch, kind=kind, layer=layer, head=head, scores=scores,
                                       weights=weights, backend=attn)
         checks = leakcheck.check_model(lm, batch, backend=attn) if check else None
     if as_json:
-        render.print_json(dumps.report_json(report, checks))
+        console.print_json(dumps.report_json(report, checks))
     else:
-        for view in render_mask.report_views(report, width=render.out.width):
-            render.out.print(view)
+        for view in render.report_views(report, width=console.out.width):
+            console.out.print(view)
         if checks is not None:
-            render.out.print()
-            render.out.print(render_mask.check_table(checks.rows))
-            render.out.print(render_mask.audit_table(checks.audit, leakcheck.AUDIT_SCORES, leakcheck.AUDIT_VISIBLE))
+            console.out.print()
+            console.out.print(render.check_table(checks.rows))
+            console.out.print(render.audit_table(checks.audit, audit.AUDIT_SCORES, audit.AUDIT_VISIBLE))
     if target is not None:
         dumps.write_dump(target, report, checks)
     if checks is not None and not checks.ok:
@@ -244,7 +245,7 @@ def profile(
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the cached decode step (decode rows with the cache); compile time reported apart."),
 ) -> None:
     """Sweep sequence length; measure latency and memory; fit how they grow."""
-    from attncli import profile_run
+    from attncli.profile import run as profile_run
 
     plan = profile_run.plan(
         model=model, preset=preset, random_weights=random_weights, profile_name=profile_name, seq_lens=seq_lens,
@@ -265,12 +266,13 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Architecture, sizes, KV-cache cost and memory needed at a context length."""
-    from attncli import render
-    from attncli.info import model_info
-    from attncli.loading import inspect_checkpoint, resolve_device, resolve_dtype
+    from attncli import console
+    from attncli.model.summary import model_info
+    from attncli.checkpoint.load import inspect_checkpoint
+    from attncli.model.build import resolve_device, resolve_dtype
 
     if preset is not None:
-        from attncli.presets import preset_config, preset_source
+        from attncli.model.presets import preset_config, preset_source
 
         cfg = preset_config(preset)
         title = f"preset {preset} ({preset_source(preset)})"
@@ -285,9 +287,9 @@ def info(
     else:
         result.update(model=str(files.folder), checkpoint_files=len(plan.files), checkpoint_bytes=plan.checkpoint_bytes)
     if as_json:
-        render.print_json(result)
+        console.print_json(result)
     else:
-        render.out.print(render.info_table(result, title=title))
+        console.out.print(console.info_table(result, title=title))
 
 
 # ---- entry point ----
@@ -321,13 +323,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    from attncli import render
+    from attncli import console
 
     if os.environ.get("ATTNCLI_DEBUG") and sys.exc_info()[0] is not None:
         import traceback
 
         traceback.print_exc()
-    render.error_line(" ".join(message.split()))
+    console.error_line(" ".join(message.split()))
     return code
 
 

@@ -5,8 +5,8 @@
 
 For every distinct (out, in) weight shape of the preset: time y = F.linear(x, W) with x of
 shape (1, in), W stored (out, in) ("out_in") and stored (in, out) ("in_out", used through a
-transposed view), each also as the split product of attncli.models.linear (one block per
-thread, CPU), and print the bandwidth each reaches and what attncli.layout's "auto" policy
+transposed view), each also as the split product of attncli.model.linear (one block per
+thread, CPU), and print the bandwidth each reaches and what attncli.model.layout's "auto" policy
 picks. attncli keeps whatever this shows wins (see attncli/layout.py).
 """
 
@@ -19,11 +19,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from attncli.layout import policy, transposed_names
-from attncli.loading import build_model, resolve_device, resolve_dtype
+from attncli.model.layout import policy, transposed_names
+from attncli.model.build import build_model, resolve_device, resolve_dtype
 from attncli.memory import synchronize
-from attncli.models.linear import split_product
-from attncli.presets import preset_config, preset_names
+from attncli.model.linear import split_product
+from attncli.model.presets import preset_config, preset_names
 
 
 def gbs(ws: list[torch.Tensor], x: torch.Tensor, device, repeats: int, split: bool = False) -> float:

@@ -4,8 +4,8 @@
 
 Builds the preset with random weights (attncli's "split" layout: by-shape storage) and times
 forwards of 1 x rows tokens (logits of the last only) three ways: every product through
-F.linear (MKL), every product split across threads (attncli.models.linear.split_product),
-and every product through oneDNN. attncli.models.linear picks per product from what this
+F.linear (MKL), every product split across threads (attncli.model.linear.split_product),
+and every product through oneDNN. attncli.model.linear picks per product from what this
 shows (SPLIT_MAX_ROWS).
 """
 
@@ -17,9 +17,9 @@ import time
 
 import torch
 
-from attncli.loading import build_model
-from attncli.models import linear
-from attncli.presets import preset_config, preset_names
+from attncli.model.build import build_model
+from attncli.model import linear
+from attncli.model.presets import preset_config, preset_names
 
 
 def forward_ms(model, rows: int, mode: str, repeats: int) -> float:

@@ -104,7 +104,7 @@ def build_checkpoint(shape: str, folder: Path, dtype: torch.dtype = torch.float3
 
 
 def ours_generate(model, prompt, new, use_cache, compile=False):
-    from attncli.generate import generate
+    from attncli.generate.loop import generate
 
     # Every run is sized for --new tokens and stopped after ``new`` (the warm-up and the
     # 1-token run subtracted below): one cache shape, so a compiled step compiles once.
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from transformers import AutoModelForCausalLM
 
-    from attncli.loading import load_model
+    from attncli.checkpoint.load import load_model
 
     runners: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,8 +38,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make_corpus, beside this file
 import make_corpus  # noqa: E402
 
-from attncli.loading import build_model, load_model, resolve_device, save_pretrained  # noqa: E402
-from attncli.models.config import ModelConfig, RopeConfig  # noqa: E402
+from attncli.checkpoint.load import load_model
+from attncli.checkpoint.save import save_pretrained
+from attncli.model.build import build_model, resolve_device  # noqa: E402
+from attncli.model.config import ModelConfig, RopeConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "attncli" / "data" / "default-model"

@@ -34,7 +34,7 @@ def saved(tmp_path_factory):
 @pytest.fixture(scope="session")
 def loaded(saved):
     """loaded(name) -> (our LoadedModel on CPU float32, reference model)."""
-    from attncli.loading import load_model
+    from attncli.checkpoint.load import load_model
 
     cache: dict = {}
 

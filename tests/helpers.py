@@ -1,4 +1,5 @@
-"""Helpers shared by the CLI-level tests."""
+"""Helpers shared by the CLI-level tests: running the CLI in-process, checking one-line
+errors, a word tokenizer for the tiny models, and the prompts the inspect tests share."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from attncli.cli import main
 
 WORDS = ("the cat sat on mat a dog ran fast and then slept under big red tree while birds sang "
          "softly in warm morning light every day").split()
+LONG = "the cat sat on the mat and then slept"  # 9 tokens: longer than the window of 4 + 2
+SHORT = "a dog"
 
 
 def run(capfd, *argv):

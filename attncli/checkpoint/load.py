@@ -1,0 +1,120 @@
+"""From a path on disk to a ready model: find the files, read config.json, build the
+model on the meta device, then read each checkpoint tensor straight into its final
+place on the target device and dtype.
+
+Loading is strict: missing, unexpected and mis-shaped tensors are reported together,
+with both shapes (attncli.checkpoint.plan). Hugging Face weight names live in the
+family modules (attncli.model.families), not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from attncli.checkpoint.files import ModelFiles, find_model
+from attncli.checkpoint.plan import LoadPlan, plan_load
+from attncli.checkpoint.reader import SafetensorsFile
+from attncli.model.build import build_model, resolve_device, resolve_dtype
+from attncli.model.config import ModelConfig
+from attncli.model.layout import empty_weight, set_split, transposed_names
+from attncli.model.transformer import Transformer
+
+
+@dataclass
+class LoadedModel:
+    model: Transformer
+    config: ModelConfig
+    files: ModelFiles
+    plan: LoadPlan
+    device: torch.device
+    dtype: torch.dtype
+
+
+def load_config(path: str | Path) -> tuple[ModelConfig, ModelFiles]:
+    files = find_model(path)
+    return ModelConfig.from_hf(files.config, files.generation_config), files
+
+
+def inspect_checkpoint(path: str | Path) -> tuple[ModelConfig, ModelFiles, LoadPlan]:
+    """Config and a validated load plan, without reading any weight."""
+    cfg, files = load_config(path)
+    return cfg, files, plan_load(cfg, files)
+
+
+def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", layout: str | None = None) -> LoadedModel:
+    """``layout``: weight storage, "auto" (default; ATTNCLI_LAYOUT overrides), "out_in" or
+    "in_out": see attncli.model.layout."""
+    cfg, files = load_config(path)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, cfg.dtype, dev)
+    plan = plan_load(cfg, files)
+    model = build_model(cfg, device=dev, dtype=dt, random_weights=False)
+    transposed = transposed_names(model, dev, layout)
+    if cfg.tie_word_embeddings and "lm_head.weight" in transposed:
+        transposed.add("embed.weight")  # the head is the embedding: load it in the head's layout
+    model.load_state_dict(read_weights(plan, model, dev, dt, transposed), strict=False, assign=True)
+    if cfg.tie_word_embeddings:
+        model.tie_weights()
+    model.init_buffers(dev)
+    set_split(model, dev, layout)
+    still_meta = [n for n, p in model.named_parameters() if p.is_meta]
+    assert not still_meta, f"parameters left unloaded: {still_meta}"
+    model.eval().requires_grad_(False)
+    return LoadedModel(model, cfg, files, plan, dev, dt)
+
+
+CHUNK_BYTES = 16 * 2**20  # converted, transposed or re-laid-out tensors are copied this much at a time
+
+
+def read_weights(
+    plan: LoadPlan, model: nn.Module, device: torch.device, dtype: torch.dtype, transposed: set[str] = frozenset()
+) -> dict[str, torch.Tensor]:
+    """Each parameter allocated once on ``device`` in ``dtype`` (and, for names in
+    ``transposed``, in (in, out) storage: attncli.model.layout) and filled part by part. A part
+    whose bytes can go straight into place is read there; any other is read in row
+    chunks of at most CHUNK_BYTES, so the load never holds a second copy of a matrix."""
+    state = {}
+    # One scratch buffer for every chunk: allocating a fresh 16 MB block per chunk lets
+    # glibc move them onto its heap (its mmap threshold adapts), where freed blocks stay
+    # resident (measured: load peak 1.42x instead of 1.02x the checkpoint size).
+    scratch = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
+    for ours, parts in plan.parts.items():
+        shape = tuple(model.get_parameter(ours).shape)
+        dest = empty_weight(shape, transposed=ours in transposed, dtype=dtype, device=device) if len(shape) == 2 \
+            else torch.empty(shape, dtype=dtype, device=device)
+        row = 0
+        for name, src, want in parts:
+            reader = plan.where[name]
+            rows = want[-1] if src.transpose else want[0]
+            piece = dest[row : row + rows]  # (rows, in) view of our (out, in) parameter
+            direct = piece.t() if src.transpose else piece  # the same elements, in the file's shape
+            if reader.tensors[name].dtype == dtype and device.type == "cpu" and direct.is_contiguous():
+                reader.read(name, direct)  # straight into place: no extra copy
+            else:
+                _copy_in_chunks(reader, name, direct, scratch)
+            row += rows
+        state[ours] = dest
+    return state
+
+
+def _copy_in_chunks(reader: SafetensorsFile, name: str, target: torch.Tensor, scratch: torch.Tensor) -> None:
+    """Fill ``target`` (the file tensor's shape, any strides, dtype, device) from the file,
+    a block of rows at a time, read into ``scratch`` (uint8, CHUNK_BYTES)."""
+    info = reader.tensors[name]
+    if not info.shape or info.shape[0] == 0:
+        target.copy_(reader.read(name))
+        return
+    n = info.shape[0]
+    row_bytes = info.nbytes // n
+    if row_bytes > scratch.numel():  # one row larger than a chunk: read it whole
+        target.copy_(reader.read(name))
+        return
+    step = scratch.numel() // row_bytes
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        block = scratch[: (stop - start) * row_bytes].view(info.dtype).view(stop - start, *info.shape[1:])
+        target[start:stop].copy_(reader.read(name, block, rows=(start, stop)))

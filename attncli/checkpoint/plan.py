@@ -1,0 +1,111 @@
+"""The load plan: which checkpoint tensors make each of our parameters, validated from
+the safetensors headers alone (names and shapes) before any weight is read. The
+names come from the model's family module (attncli.model.families)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from attncli.checkpoint.files import ModelFiles
+from attncli.checkpoint.reader import SafetensorsFile
+from attncli.errors import ModelLoadError
+from attncli.model.config import ModelConfig
+from attncli.model.families import family
+from attncli.model.families.common import Src
+from attncli.model.transformer import Transformer
+
+
+@dataclass
+class LoadPlan:
+    """Which checkpoint tensors make each of our parameters, checked against the
+    headers alone: names and shapes are validated before any weight is read."""
+
+    parts: dict[str, list[tuple[str, Src, tuple[int, ...]]]]  # ours -> (theirs, how, shape in file)
+    where: dict[str, SafetensorsFile]
+    dropped: list[str]
+    ignored: list[str]
+
+    @property
+    def checkpoint_bytes(self) -> int:
+        return sum(r.tensors[n].nbytes for n, r in self.where.items())
+
+    @property
+    def files(self) -> list[Path]:
+        return sorted({r.path for r in self.where.values()})
+
+
+def split_sizes(template: str, cfg: ModelConfig) -> list[int] | None:
+    if ".attn.qkv." in template:
+        return [cfg.q_dim, cfg.kv_dim, cfg.kv_dim]
+    if ".mlp.gate_up." in template:
+        return [cfg.intermediate_size, cfg.intermediate_size]
+    return None
+
+
+def plan_load(cfg: ModelConfig, files: ModelFiles) -> LoadPlan:
+    where: dict[str, SafetensorsFile] = {}
+    for path in files.weight_files:
+        reader = SafetensorsFile(path)
+        for name in reader.tensors:
+            where[name] = reader
+    with torch.device("meta"):
+        shapes = {n: tuple(p.shape) for n, p in Transformer(cfg).named_parameters()}
+    fam = family(cfg.arch)
+    prefix = fam.prefix
+    has_prefix = bool(prefix) and any(n.startswith(prefix) for n in where)
+    weight_map = fam.weights
+
+    def checkpoint_name(template: str, layer: str | None) -> str:
+        name = template.format(layer) if layer is not None else template
+        return prefix + name if has_prefix and not name.startswith("lm_head.") else name
+
+    plan: dict[str, list[tuple[str, Src, tuple[int, ...]]]] = {}
+    missing, misshaped = [], []
+    for ours, shape in shapes.items():
+        if ours == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue  # tied to the embedding after loading
+        m = re.match(r"layers\.(\d+)\.", ours)
+        layer = m.group(1) if m else None
+        template = re.sub(r"^layers\.\d+\.", "layers.{}.", ours)
+        srcs = weight_map[template]
+        sizes = split_sizes(template, cfg) if len(srcs) > 1 else [shape[0]]
+        parts = []
+        for src, rows in zip(srcs, sizes):
+            want = (rows, *shape[1:])
+            if src.transpose:
+                want = tuple(reversed(want))
+            name = checkpoint_name(src.name, layer)
+            if name not in where:
+                missing.append(f"{name} {list(want)}")
+                continue
+            got = where[name].tensors[name].shape
+            if tuple(got) != want:
+                misshaped.append(f"{name} is {list(got)}, config needs {list(want)}")
+            parts.append((name, src, want))
+        plan[ours] = parts
+
+    consumed = {name for parts in plan.values() for name, _, _ in parts}
+    optional_prefix = f"(?:{re.escape(prefix)})?" if prefix else ""
+    drop = [re.compile(optional_prefix + p + "$") for p in fam.dropped]
+    dropped = sorted(n for n in where if n not in consumed and any(d.match(n) for d in drop))
+    ignored = []
+    if cfg.tie_word_embeddings and "lm_head.weight" in where:
+        ignored.append("lm_head.weight")  # tied, as the reference does: the embedding wins
+    unexpected = sorted(set(where) - consumed - set(dropped) - set(ignored))
+    if missing or misshaped or unexpected:
+        raise ModelLoadError("weights do not fit the config: " + _summarise(missing, misshaped, unexpected))
+    return LoadPlan(plan, where, dropped, ignored)
+
+
+def _summarise(missing: list[str], misshaped: list[str], unexpected: list[str], limit: int = 6) -> str:
+    def part(label: str, items: list[str]) -> str | None:
+        if not items:
+            return None
+        more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+        return f"{label} {len(items)}: " + "; ".join(items[:limit]) + more
+
+    return " | ".join(p for p in (part("missing", missing), part("wrong shape", misshaped), part("unexpected", unexpected)) if p)

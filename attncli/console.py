@@ -1,0 +1,80 @@
+"""What every command shows with: the consoles (stdout, stderr), byte and count formatting,
+the one-line error, JSON output, and the info table. No model code here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def human_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def human_count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def error_line(message: str) -> None:
+    # The message is data, not markup: "[plot]" or a shape "[64, 32]" must print as written.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
+
+
+def print_json(obj: Any) -> None:
+    # Plain print, not rich: scripts parse this.
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+_INFO_ROWS = [
+    ("architecture", "architecture", str),
+    ("parameters", "parameters", lambda v: f"{v:,} ({human_count(v)})"),
+    ("layers", "layers", str),
+    ("hidden size", "hidden_size", str),
+    ("heads / kv heads", None, None),
+    ("head dim", "head_dim", str),
+    ("MLP width", "intermediate_size", str),
+    ("vocab", "vocab_size", lambda v: f"{v:,}"),
+    ("context length", "context_length", lambda v: f"{v:,}"),
+    ("position", "position", str),
+    ("sliding window", "sliding_window", lambda v: "none" if v is None else f"{v:,}"),
+    ("tied embeddings", "tied_embeddings", lambda v: "yes" if v else "no"),
+    ("checkpoint dtype", "checkpoint_dtype", lambda v: v or "unknown"),
+    ("run dtype", "dtype", str),
+    ("weights", "weight_bytes", human_bytes),
+    ("KV cache / token", "kv_cache_bytes_per_token", human_bytes),
+]
+
+
+def info_table(info: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for label, key, fmt in _INFO_ROWS:
+        if key is None:
+            table.add_row(label, f"{info['heads']} / {info['kv_heads']}")
+        else:
+            table.add_row(label, fmt(info[key]))
+    if info["sliding_layers"] and len(info["sliding_layers"]) != info["layers"]:
+        table.add_row("sliding layers", ", ".join(map(str, info["sliding_layers"])))
+    ctx = f"at context {info['context']:,}" + (f", batch {info['batch']}" if info["batch"] != 1 else "")
+    table.add_row(f"KV cache {ctx}", human_bytes(info["kv_cache_bytes"]))
+    table.add_row(f"memory {ctx}", f"{human_bytes(info['memory_bytes'])} (weights + KV cache)")
+    return table

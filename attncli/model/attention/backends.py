@@ -1,0 +1,65 @@
+"""Attention backends: the same attention computed by an explicit softmax (eager, which can
+keep its scores and weights for inspection) or by torch's fused SDPA kernels.
+
+Letters: B batch, H query heads, Hkv key/value heads, G = H // Hkv, T queries,
+S keys, D head dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from attncli.errors import BadInputError
+from attncli.model.attention.masks import LayerMask, explicit
+
+Tensor = torch.Tensor
+
+BACKENDS = ("eager", "sdpa")
+
+
+@dataclass
+class AttnProbe:
+    """Per-layer tensors kept for inspection (eager backend only)."""
+
+    scores: Tensor  # (B, H, T, S) float32, masked entries -inf
+    weights: Tensor  # (B, H, T, S) run dtype, masked entries exactly 0
+
+
+def _expand_kv(x: Tensor, groups: int) -> Tensor:
+    # (B, Hkv, S, D) -> (B, H, S, D) with query head h reading kv head h // G
+    if groups == 1:
+        return x
+    b, hkv, s, d = x.shape
+    return x[:, :, None].expand(b, hkv, groups, s, d).reshape(b, hkv * groups, s, d)
+
+
+def eager_attention(
+    q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float, probe: bool = False
+) -> tuple[Tensor, AttnProbe | None]:
+    """Explicit softmax(q k^T * scale) v. Softmax in float32; a masked entry gets
+    exactly zero weight, and a row with no visible key gives zeros instead of NaN.
+    q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, H, T, D)."""
+    groups = q.shape[1] // k.shape[1]
+    k, v = _expand_kv(k, groups), _expand_kv(v, groups)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
+    mask = explicit(lm, q.shape[2], k.shape[2], q.device)
+    scores = scores.float().masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0).to(q.dtype)
+    out = torch.matmul(weights, v)
+    return out, (AttnProbe(scores, weights) if probe else None)
+
+
+def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float) -> Tensor:
+    groups = q.shape[1] // k.shape[1]
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=lm.mask, is_causal=lm.is_causal, scale=scale, enable_gqa=groups > 1
+    )
+
+
+def check_backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise BadInputError(f"unknown attention backend {name!r}; known: {', '.join(BACKENDS)}")
+    return name

@@ -1,0 +1,166 @@
+"""Attention masks: index predicates, the grids built from them, and the mask one layer applies.
+
+Letters: B batch, H query heads, Hkv key/value heads, G = H // Hkv, T queries,
+S keys, D head dim.
+
+A mask is built from index predicates ``(b, h, q, kv) -> bool`` evaluated on
+broadcast index tensors, never by looping over positions. ``q`` and ``kv`` are
+absolute cache slots, so one builder serves a prefill (queries 0..T-1) and a cached
+decode step (queries S-T..S-1) alike: only the offsets change. With left padding a
+row's real tokens occupy contiguous slots, so distances in slot space are the
+distances between positions and causal/window predicates stay correct.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from attncli.errors import BadInputError
+
+Tensor = torch.Tensor
+MaskFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+MASK_KINDS = ("causal", "sliding", "padding", "full")
+
+
+# ---- predicates ----
+def causal() -> MaskFn:
+    return lambda b, h, q, kv: kv <= q
+
+
+def sliding_window(window: int) -> MaskFn:
+    """Keys strictly less than ``window`` slots behind the query: ``window`` keys,
+    the query's own included (the convention of Mistral and transformers)."""
+    if window < 1:
+        raise BadInputError(f"window must be >= 1, got {window}")
+    return lambda b, h, q, kv: kv > q - window
+
+
+def padding(kv_valid: Tensor) -> MaskFn:
+    """``kv_valid`` (B, S) is True where a key slot holds a real token."""
+    return lambda b, h, q, kv: kv_valid[b, kv]
+
+
+def full() -> MaskFn:
+    return lambda b, h, q, kv: torch.ones((), dtype=torch.bool, device=q.device).expand(q.shape)
+
+
+def and_masks(*fns: MaskFn) -> MaskFn:
+    def both(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        out = fns[0](b, h, q, kv)
+        for fn in fns[1:]:
+            out = out & fn(b, h, q, kv)
+        return out
+
+    return both
+
+
+def or_masks(*fns: MaskFn) -> MaskFn:
+    def either(b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        out = fns[0](b, h, q, kv)
+        for fn in fns[1:]:
+            out = out | fn(b, h, q, kv)
+        return out
+
+    return either
+
+
+def build_mask(
+    fn: MaskFn,
+    *,
+    batch: int,
+    q_len: int,
+    kv_len: int,
+    q_offset: int = 0,
+    kv_offset: int = 0,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Evaluate ``fn`` on the grid: returns bool (B, 1, T, S); True = may attend."""
+    b = torch.arange(batch, device=device).view(batch, 1, 1, 1)
+    h = torch.zeros(1, 1, 1, 1, dtype=torch.long, device=device)
+    q = (torch.arange(q_len, device=device) + q_offset).view(1, 1, q_len, 1)
+    kv = (torch.arange(kv_len, device=device) + kv_offset).view(1, 1, 1, kv_len)
+    return fn(b, h, q, kv).expand(batch, 1, q_len, kv_len)
+
+
+def mask_fn(kind: str, *, window: int | None = None, kv_valid: Tensor | None = None) -> MaskFn:
+    """The predicate of a named mask kind; padding is added whenever ``kv_valid`` is given."""
+    if kind not in MASK_KINDS:
+        raise BadInputError(f"unknown mask kind {kind!r}; known: {', '.join(MASK_KINDS)}")
+    fns = [full()] if kind == "full" else [causal()]
+    if kind == "sliding":
+        if window is None:
+            raise BadInputError("a sliding mask needs a window (--window W)")
+        fns.append(sliding_window(window))
+    if kind == "padding" and kv_valid is None:
+        raise BadInputError("a padding mask needs padded prompts (give two or more of different lengths)")
+    if kv_valid is not None:
+        fns.append(padding(kv_valid))
+    return and_masks(*fns)
+
+
+@dataclass(frozen=True)
+class LayerMask:
+    """What one attention call needs: an explicit bool mask, or None with is_causal."""
+
+    mask: Tensor | None  # (B, 1, T, S) bool
+    is_causal: bool
+
+
+def layer_mask(
+    *,
+    window: int | None,
+    batch: int,
+    q_len: int,
+    q_offset: int,
+    kv_len: int,
+    kv_valid: Tensor | None,
+    device: torch.device | str,
+    need_explicit: bool = False,
+) -> LayerMask:
+    """The mask a decoder layer applies: causal, within ``window`` if given, and over
+    real keys only if ``kv_valid`` is given.
+
+    SDPA gets no mask and ``is_causal=True`` only when that is exactly right: queries
+    start at slot 0 and cover all keys, no padding, and the window (if any) hides nothing.
+    """
+    window_hides = window is not None and window < kv_len
+    if not need_explicit and kv_valid is None and not window_hides and q_offset + q_len == kv_len:
+        if q_offset == 0:
+            return LayerMask(None, True)  # a prefill: plain causal
+        if q_len == 1:
+            return LayerMask(None, False)  # one query in the last slot sees every key
+    
+    fns = [causal()]
+    if window_hides:
+        fns.append(sliding_window(window))
+    if kv_valid is not None:
+        fns.append(padding(kv_valid[:, :kv_len]))
+    mask = build_mask(and_masks(*fns), batch=batch, q_len=q_len, kv_len=kv_len, q_offset=q_offset, device=device)
+    return LayerMask(mask, False)
+
+
+def static_layer_mask(
+    *, window: int | None, batch: int, slot: Tensor, kv_len: int, kv_valid: Tensor | None
+) -> LayerMask:
+    """The mask of one query at cache slot ``slot`` (a (1,) tensor, so that a compiled step
+    does not specialise on it) over all ``kv_len`` slots: causal, windowed, padded."""
+    fns = [causal()]
+    if window is not None:
+        fns.append(sliding_window(window))
+    if kv_valid is not None:
+        fns.append(padding(kv_valid))
+    mask = build_mask(and_masks(*fns), batch=batch, q_len=1, kv_len=kv_len, q_offset=slot, device=slot.device)
+    return LayerMask(mask, False)
+
+
+def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str) -> Tensor:
+    """The bool mask (B|1, 1, T, S) behind a LayerMask, materialising the implicit ones:
+    causal (queries are the last T of S slots) or, with neither, every key visible."""
+    if lm.mask is not None:
+        return lm.mask
+    fn = causal() if lm.is_causal else full()
+    return build_mask(fn, batch=1, q_len=q_len, kv_len=kv_len, q_offset=kv_len - q_len, device=device)

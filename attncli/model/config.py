@@ -1,0 +1,140 @@
+"""ModelConfig: the one description of a decoder that the model code reads.
+
+``ModelConfig.from_hf(config_json)`` maps a Hugging Face config.json onto it through the
+family module its ``model_type`` names (attncli.model.families). Every field of
+config.json is either used, known to be harmless (metadata, training-only knobs), or
+refused with an error naming it: a field that would change the math is never silently
+dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from attncli.errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    theta: float = 10000.0
+    kind: str = "default"  # "default" | "linear" | "llama3"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_position_embeddings: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    arch: str
+    vocab_size: int
+    hidden_size: int  # C
+    num_layers: int
+    num_heads: int  # H
+    intermediate_size: int
+    max_position_embeddings: int
+    num_kv_heads: int | None = None  # Hkv; None -> H
+    head_dim: int | None = None  # D; None -> C // H
+    norm: str = "rmsnorm"  # "rmsnorm" | "layernorm"
+    norm_eps: float = 1e-6
+    mlp: str = "gated"  # "gated" (SwiGLU-style gate * up) | "plain" (up, act, down)
+    act: str = "silu"
+    pos: str = "rope"  # "rope" | "learned"
+    rope: RopeConfig | None = field(default_factory=RopeConfig)
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    norm_bias: bool = False
+    qk_norm: bool = False
+    tie_word_embeddings: bool = False
+    sliding_window: int | None = None
+    layer_types: list[str] | None = None  # per layer: "full" | "sliding"
+    attn_scale: float | None = None  # None -> 1/sqrt(D)
+    scale_by_inverse_layer_idx: bool = False  # GPT-2 option: scores /= (layer + 1)
+    bos_token_id: int | None = None
+    eos_token_ids: list[int] = field(default_factory=list)
+    pad_token_id: int | None = None
+    dtype: str | None = None  # the checkpoint's dtype, as config.json says
+
+    def __post_init__(self) -> None:
+        if self.num_kv_heads is None:
+            self.num_kv_heads = self.num_heads
+        if self.head_dim is None:
+            if self.hidden_size % self.num_heads:
+                raise ModelLoadError(
+                    f"hidden_size {self.hidden_size} is not divisible by num_attention_heads {self.num_heads}"
+                )
+            self.head_dim = self.hidden_size // self.num_heads
+        if self.num_heads % self.num_kv_heads:
+            raise ModelLoadError(
+                f"num_attention_heads {self.num_heads} is not a multiple of num_key_value_heads {self.num_kv_heads}"
+            )
+        if self.attn_scale is None:
+            self.attn_scale = self.head_dim**-0.5
+        if self.layer_types is None:
+            kind = "sliding" if self.sliding_window is not None else "full"
+            self.layer_types = [kind] * self.num_layers
+        if len(self.layer_types) != self.num_layers:
+            raise ModelLoadError(
+                f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers"
+            )
+        if "sliding" in self.layer_types and not self.sliding_window:
+            raise ModelLoadError("layer_types asks for sliding layers but sliding_window is not set")
+        if self.sliding_window is not None and self.sliding_window < 1:
+            raise ModelLoadError(f"sliding_window must be >= 1, got {self.sliding_window}")
+
+    # ---- derived facts, used by the model, the cache and `info` ----
+    @property
+    def kv_groups(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def has_sliding_layers(self) -> bool:
+        return "sliding" in self.layer_types
+
+    @property
+    def context_length(self) -> int:
+        return self.max_position_embeddings
+
+    @property
+    def fully_windowed(self) -> bool:
+        """Every layer attends at most W keys with relative positions (Mistral): such a
+        model is not bounded by its context length the way learned positions or
+        full-attention RoPE layers are."""
+        return self.pos == "rope" and all(kind == "sliding" for kind in self.layer_types)
+
+    def window_of(self, layer: int) -> int | None:
+        return self.sliding_window if self.layer_types[layer] == "sliding" else None
+
+    def with_(self, **changes: Any) -> "ModelConfig":
+        return replace(self, **changes)
+
+    # ---- Hugging Face config.json, read and written by the family modules ----
+    @classmethod
+    def from_hf(cls, cfg: dict[str, Any], generation_config: dict[str, Any] | None = None) -> "ModelConfig":
+        """The config of a Hugging Face config.json (and generation_config.json), read by
+        the family its ``model_type`` names: attncli.model.families."""
+        from attncli.model.families import read_config
+
+        return read_config(cfg, generation_config)
+
+    def to_hf(self) -> dict[str, Any]:
+        """A config.json dict that ``from_hf`` reads back to an equal ModelConfig and
+        that transformers builds the same model from.
+
+        A config that its model_type cannot express (a bias Llama has no switch for,
+        an attention scale GPT-2 cannot state) is refused, naming what does not fit:
+        writing a file that describes some other model would be worse.
+        """
+        from attncli.model.families import write_config
+
+        return write_config(self)

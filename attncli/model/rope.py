@@ -1,0 +1,52 @@
+"""Rotary position embedding: inverse frequencies (with linear or Llama-3 scaling), the
+cos/sin tables for given positions, and the rotation of q and k by halves.
+
+Letters: B batch, T tokens, D head dim.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from attncli.model.config import RopeConfig
+
+Tensor = torch.Tensor
+
+
+def rope_inv_freq(rope: RopeConfig, head_dim: int) -> Tensor:
+    """Inverse frequencies (D/2,) in float32, with linear or Llama-3 scaling applied.
+    Always computed on the CPU: under a meta-device build, this arithmetic would pull in
+    torch's Python meta kernels (sympy and ~800 modules, ~75 MB, ~1 s) for nothing."""
+    steps = torch.arange(0, head_dim, 2, dtype=torch.int64, device="cpu").float()
+    inv = 1.0 / (rope.theta ** (steps / head_dim))
+    if rope.kind == "linear":
+        return inv / rope.factor
+    if rope.kind == "llama3":
+        # Long wavelengths are slowed by `factor`, short ones kept, the band between blended.
+        old = rope.original_max_position_embeddings
+        low_wavelen = old / rope.low_freq_factor
+        high_wavelen = old / rope.high_freq_factor
+        wavelen = 2 * math.pi / inv
+        scaled = torch.where(wavelen > low_wavelen, inv / rope.factor, inv)
+        smooth = (old / wavelen - rope.low_freq_factor) / (rope.high_freq_factor - rope.low_freq_factor)
+        blended = (1 - smooth) * scaled / rope.factor + smooth * scaled
+        medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+        return torch.where(medium, blended, scaled)
+    return inv
+
+
+def rope_cos_sin(inv_freq: Tensor, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """positions (B, T) -> cos, signed sin (B, T, 1, D), computed in float32 then cast.
+    The sin's first half is negated so that apply_rope needs a roll, not a neg and a cat."""
+    freqs = positions[..., None].float() * inv_freq  # (B, T, D/2)
+    sin = freqs.sin()
+    cos = freqs.cos()
+    return torch.cat((cos, cos), dim=-1)[:, :, None].to(dtype), torch.cat((-sin, sin), dim=-1)[:, :, None].to(dtype)
+
+
+def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    """x (B, T, heads, D). Rotation by halves (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin),
+    the Hugging Face layout of q/k weights: x*cos + roll(x, D/2) * [-sin, sin]."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), signed_sin)

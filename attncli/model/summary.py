@@ -1,0 +1,57 @@
+"""Facts about a model from its config alone: sizes, KV-cache cost, memory at a context.
+
+Counts come from the model built on the meta device, so they are exactly the
+parameters attncli allocates (a tied LM head counted once) and cost no memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from attncli.model.cache import KVCache
+from attncli.model.config import ModelConfig
+from attncli.model.transformer import Transformer
+
+
+def parameter_count(cfg: ModelConfig) -> int:
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    if cfg.tie_word_embeddings:
+        model.tie_weights()
+    return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
+
+
+def model_info(cfg: ModelConfig, *, dtype: torch.dtype, context: int | None = None, batch: int = 1) -> dict[str, Any]:
+    """A JSON-ready summary; ``context`` defaults to the model's context length."""
+    params = parameter_count(cfg)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    kv_per_token = KVCache.bytes_per_token(cfg, dtype)
+    context = context or cfg.context_length
+    weight_bytes = params * itemsize
+    kv_bytes = kv_per_token * context * batch
+    return {
+        "architecture": cfg.arch,
+        "parameters": params,
+        "layers": cfg.num_layers,
+        "hidden_size": cfg.hidden_size,
+        "heads": cfg.num_heads,
+        "kv_heads": cfg.num_kv_heads,
+        "head_dim": cfg.head_dim,
+        "intermediate_size": cfg.intermediate_size,
+        "vocab_size": cfg.vocab_size,
+        "context_length": cfg.context_length,
+        "position": "rope" + (f" ({cfg.rope.kind}, theta {cfg.rope.theta:g})" if cfg.rope else "") if cfg.pos == "rope" else "learned",
+        "sliding_window": cfg.sliding_window,
+        "sliding_layers": [i for i, k in enumerate(cfg.layer_types) if k == "sliding"],
+        "tied_embeddings": cfg.tie_word_embeddings,
+        "checkpoint_dtype": cfg.dtype,
+        "dtype": str(dtype).replace("torch.", ""),
+        "weight_bytes": weight_bytes,
+        "kv_cache_bytes_per_token": kv_per_token,
+        "context": context,
+        "batch": batch,
+        "kv_cache_bytes": kv_bytes,
+        "memory_bytes": weight_bytes + kv_bytes,
+    }

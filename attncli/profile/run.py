@@ -1,0 +1,187 @@
+"""`attncli profile` end to end: resolve options (profile file, then flags, then defaults),
+refuse bad input before any work, build or load the model, run the sweep with a progress
+bar, save results after every row, render. attncli.profile.sweep does the measuring."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from attncli.atomic import check_output_path, write_atomic, write_text_atomic
+from attncli.errors import BadInputError
+from attncli.profile.document import environment, model_summary, result_document
+from attncli.profile.spec import MODES, SweepSpec, check_spec, doubling, load_profile, parse_choice, parse_seq_lens
+from attncli.profile.sweep import Row, run_sweep
+
+CACHE_CHOICES = {"both": (True, False), "on": (True,), "off": (False,)}
+DEFAULT_MAX_SEQ_LEN = 1024
+
+
+@dataclass
+class Plan:
+    model: Any  # Transformer
+    name: str
+    random_weights: bool
+    spec: SweepSpec
+    out: Path | None
+    csv_path: Path | None
+    plot: Path | None
+    compare: dict[str, Any] | None
+    compare_name: str | None
+
+
+def _pick(flag: Any, profile: dict[str, Any], key: str, default: Any) -> Any:
+    return flag if flag is not None else profile.get(key, default)
+
+
+def plan(*, model: str | None, preset: str | None, random_weights: bool, profile_name: str | None,
+         seq_lens: str | None, max_seq_len: str | None, batch: int | None, mode: str | None, cache: str | None,
+         attn: str | None, repeats: int | None, warmup: int | None, out: str | None, csv_path: str | None,
+         plot: str | None, compare: str | None, device: str, dtype: str, compile_step: bool = False) -> Plan:
+    """Every check that needs no model first (cheap, before a possibly long build)."""
+    prof = load_profile(profile_name) if profile_name else {}
+    mode_v = str(_pick(mode, prof, "mode", "both"))
+    modes = MODES if mode_v == "both" else parse_choice(mode_v, MODES + ("both",), "--mode")
+    cache_v = str(_pick(cache, prof, "cache", "both"))
+    if cache_v not in CACHE_CHOICES:
+        raise BadInputError(f"--cache: unknown value {cache_v!r}; choose from both, on, off")
+    attns = parse_choice(str(_pick(attn, prof, "attn", "sdpa")), ("eager", "sdpa"), "--attn")
+    out_p = check_output_path(out, flag="--out", suffixes=(".json",)) if out else None
+    csv_p = check_output_path(csv_path, flag="--csv", suffixes=(".csv",)) if csv_path else None
+    plot_p = None
+    if plot:
+        from attncli.profile.plot import require_matplotlib
+
+        plot_p = check_output_path(plot, flag="--plot", suffixes=(".png",))
+        require_matplotlib()
+    old, old_name = (_read_compare(compare), Path(compare).name) if compare else (None, None)
+    if preset and model:
+        raise BadInputError("give -m PATH or --preset NAME, not both")
+    if preset:
+        from attncli.model.presets import preset_config
+
+        preset_config(preset)  # an unknown name is the first thing to say
+    if preset and not random_weights:
+        raise BadInputError(f"--preset {preset} has no weights to load: add --random-weights")
+    lens_text = seq_lens if seq_lens is not None else prof.get("seq_lens")
+    lens = parse_seq_lens(",".join(map(str, lens_text)) if isinstance(lens_text, list) else lens_text) if lens_text else None
+    max_v = _pick(max_seq_len, prof, "max_seq_len", None)
+    if lens is None and max_v not in (None, "context"):
+        try:
+            max_v = int(max_v)
+        except ValueError:
+            raise BadInputError(f"--max-seq-len must be an integer or 'context', got {max_v!r}") from None
+        doubling(max_v)  # validates
+    the_model, name = _build(model, preset, random_weights, device, dtype)
+    context = the_model.cfg.context_length
+    if lens is None:
+        lens = doubling(context if max_v == "context" else (max_v or min(context, DEFAULT_MAX_SEQ_LEN)))
+    spec = SweepSpec(seq_lens=lens, batch=int(_pick(batch, prof, "batch", 1)), modes=tuple(modes),
+                     caches=CACHE_CHOICES[cache_v], attns=tuple(attns),
+                     repeats=int(_pick(repeats, prof, "repeats", 3)), warmup=int(_pick(warmup, prof, "warmup", 1)),
+                     compile=compile_step)
+    check_spec(spec, the_model)
+    return Plan(the_model, name, random_weights or bool(preset), spec, out_p, csv_p, plot_p, old, old_name)
+
+
+def _read_compare(path: str) -> dict[str, Any]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BadInputError(f"--compare {path}: no such file")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadInputError(f"--compare {path}: not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise BadInputError(f"--compare {path}: not an attncli profile result (no rows)")
+    return doc
+
+
+def _build(model: str | None, preset: str | None, random_weights: bool, device: str, dtype: str):
+    from attncli.checkpoint.files import default_model_path
+    from attncli.checkpoint.load import load_config, load_model
+    from attncli.model.build import build_model, resolve_device, resolve_dtype
+
+    if preset:
+        from attncli.model.presets import preset_config
+
+        cfg, name = preset_config(preset), preset
+    elif random_weights:
+        cfg, files = load_config(model or default_model_path())
+        name = str(files.folder)
+    else:
+        lm = load_model(model or default_model_path(), device=device, dtype=dtype)
+        return lm.model, str(lm.files.folder)
+    dev = resolve_device(device)
+    return build_model(cfg, device=dev, dtype=resolve_dtype(dtype, cfg.dtype, dev), random_weights=True), name
+
+
+def save(plan_: Plan, doc: dict[str, Any]) -> None:
+    if plan_.out:
+        write_text_atomic(plan_.out, json.dumps(doc, indent=1) + "\n")
+    if plan_.csv_path:
+        write_atomic(plan_.csv_path, lambda tmp: _csv(doc["rows"], tmp))
+
+
+def _csv(rows: list[dict[str, Any]], tmp: str) -> None:
+    fields = [k for k in Row.__dataclass_fields__ if k != "timings_ms"]
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def execute(plan_: Plan, *, as_json: bool = False) -> dict[str, Any]:
+    """Run the sweep with a progress bar on stderr, saving after every row; render at the end.
+    Ctrl-C keeps every finished row in --out/--csv and re-raises."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from attncli import console
+    from attncli.profile import tables
+    from attncli.profile.sweep import series_key, series_label
+
+    model = plan_.model
+    env = environment(model.device, model.dtype)
+    summary = model_summary(model, plan_.name, plan_.random_weights)
+    rows: list[Row] = []
+    points = plan_.spec.points()
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console.err, transient=True)
+    doc = result_document(env, summary, rows, plan_.spec)
+    with progress:
+        task = progress.add_task("profile", total=len(points))
+        for row in run_sweep(model, plan_.spec):
+            rows.append(row)
+            doc = result_document(env, summary, rows, plan_.spec)
+            save(plan_, doc)
+            # points run in order, and those skipped after an OOM count as done
+            done = points.index((row.mode, row.cache, row.attn, row.seq_len)) + 1
+            progress.update(task, completed=done,
+                            description=f"{series_label(series_key(row))} T={row.seq_len}")
+    if plan_.plot:
+        from attncli.profile.plot import plot_profile
+
+        plot_profile(doc, plan_.plot)
+    if as_json:
+        console.print_json(doc)
+        return doc
+    out = console.out
+    out.print(f"[bold]{summary['name']}[/] ({summary['architecture']}, {summary['parameters']:,} parameters, "
+              f"{summary['dtype']}) on {env['device_name']} ({env['device']}, {env['threads']} threads), torch {env['torch']}")
+    for table in tables.mode_tables(doc["rows"]):
+        out.print(table)
+    out.print(tables.fit_table(doc["fits"]))
+    if summary["attention_overtakes_at"]:
+        out.print(f"attention FLOPs overtake projections + MLP at T ≈ {summary['attention_overtakes_at']:,} (prefill, analytic)")
+    chart = tables.chart(doc["rows"])
+    if chart:
+        out.print(chart, markup=False, highlight=False)
+    if plan_.compare is not None:
+        out.print(tables.compare_table(doc["rows"], plan_.compare["rows"], plan_.compare_name))
+    for path in (plan_.out, plan_.csv_path, plan_.plot):
+        if path:
+            console.err.print(f"wrote {path}", highlight=False)
+    return doc

@@ -1,0 +1,209 @@
+"""Sweeps over sequence length: latency and memory per (mode, cache, backend, T), the
+analytic cost beside each measurement, and growth fits per series. Never prints:
+``run_sweep`` yields rows; the caller renders and saves them.
+
+Modes (letters: B batch, T sequence length):
+- prefill: one forward over T tokens (logits for the last one only, as generation does).
+- decode, cache on: one decode step at depth T: a (B, 1) forward over a cache holding
+  T-1 tokens (filled untimed beforehand).
+- decode, cache off: the step that produces token T without a cache: a full forward
+  over T tokens, what every no-cache step costs.
+
+Measurement: warm-up runs excluded, ``repeats`` timed runs (median, min, max), device
+synchronised around each (CUDA events on a GPU), peak memory reset per row. Memory is
+reported as growth over the loaded model (KV cache, activations, scores): weights are
+constant and reported beside it.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterator
+
+import psutil
+import torch
+
+from attncli.memory import PeakMemory, synchronize
+from attncli.model.cache import KVCache
+from attncli.model.transformer import Transformer
+from attncli.profile.flops import forward_cost
+from attncli.profile.spec import SweepSpec, check_spec
+
+
+@dataclass
+class Row:
+    mode: str
+    seq_len: int
+    batch: int
+    cache: bool | None  # None for prefill
+    attn: str
+    latency_ms: float | None = None  # median
+    latency_min_ms: float | None = None
+    latency_max_ms: float | None = None
+    tokens_per_s: float | None = None
+    peak_memory_bytes: int | None = None  # growth over the loaded model during the row's work
+    status: str = "ok"  # "ok" | "oom"
+    note: str | None = None
+    flops: int | None = None
+    attention_flops: int | None = None
+    weight_bytes: int | None = None
+    kv_cache_bytes: int | None = None
+    score_bytes: int | None = None  # one layer's eager score matrix; 0 for sdpa rows
+    gflops_per_s: float | None = None
+    gb_per_s: float | None = None  # weights + KV read once, over the latency
+    compile_s: float | None = None  # first warm-up call of a compiled step: compile time, not in the latency
+    timings_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def series_key(row: dict[str, Any] | Row) -> tuple:
+    r = row if isinstance(row, dict) else row.to_dict()
+    return (r["mode"], r["cache"], r["attn"], r["batch"])
+
+
+def series_label(key: tuple) -> str:
+    mode, cache, attn, batch = key
+    cache_part = "" if cache is None else (" cache" if cache else " no-cache")
+    return f"{mode}{cache_part} {attn}" + (f" b{batch}" if batch != 1 else "")
+
+
+def is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class Timer:
+    """Wall time of one call, the device synchronised around it (CUDA events on a GPU)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __call__(self, fn: Callable[[], Any]) -> float:
+        if self.device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+        synchronize(self.device)
+        t = time.perf_counter()
+        fn()
+        synchronize(self.device)
+        return time.perf_counter() - t
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _predicted_bytes(model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int) -> int:
+    """A rough upper bound of the memory a row's work needs beyond the weights: KV cache,
+    a few (B, T, max(C, I)) activations, eager's (B, H, T, S) scores and weights."""
+    cfg = model.cfg
+    item = model.dtype.itemsize
+    width = max(cfg.hidden_size, cfg.intermediate_size * 2, cfg.q_dim + 2 * cfg.kv_dim)
+    q = 1 if (mode == "decode" and cache) else t
+    need = 6 * batch * q * width * item + batch * cfg.vocab_size * 4
+    need += KVCache.bytes_per_token(cfg, model.dtype) * batch * t if cache else 0
+    if attn == "eager":
+        need += 3 * batch * cfg.num_heads * q * t * 4
+    return need
+
+
+def _step_fn(model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int, device,
+             compiled: bool = False) -> Callable[[], Any]:
+    """The function timed for one row (setup, such as filling a cache, done here, untimed)."""
+    g = torch.Generator().manual_seed(t)
+    ids = torch.randint(0, model.cfg.vocab_size, (batch, t), generator=g).to(device)  # (B, T)
+    if mode == "decode" and cache:
+        kv = KVCache(model.cfg, batch=batch, max_len=t, dtype=model.dtype, device=device)
+        if t > 1:
+            model(ids[:, :-1], cache=kv, backend=attn, last_only=True)
+        depth = t - 1
+        last = ids[:, -1:]  # (B, 1)
+        if compiled:
+            from attncli.generate.loop import compiled_step
+
+            fn = compiled_step(model).fn
+            pos, slot = torch.full((batch, 1), depth, device=device), torch.tensor([depth], device=device)
+            return lambda: fn(last, pos, slot, kv, attn)  # static shapes: rewrites slot T-1 each call
+
+        def step():
+            kv.length = depth  # the same step again: it overwrites slot T-1
+            return model(last, cache=kv, backend=attn, last_only=True)
+
+        return step
+    return lambda: model(ids, backend=attn, last_only=True)
+
+
+def measure(
+    model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int, *, repeats: int, warmup: int,
+    compile: bool = False,
+) -> Row:
+    device = model.device
+    row = Row(mode, t, batch, cache, attn)
+    cached_step = mode == "decode" and bool(cache)  # one new token over T-1 cached ones
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    cost = forward_cost(model.cfg, batch=batch, t=1 if cached_step else t, offset=t - 1 if cached_step else 0,
+                        weight_bytes=weight_bytes, dtype=model.dtype)
+    row.flops, row.attention_flops, row.weight_bytes = cost.flops, cost.attention_flops, weight_bytes
+    row.kv_cache_bytes = cost.kv_cache_bytes if cached_step else 0
+    row.score_bytes = cost.score_bytes if attn == "eager" else 0
+    if device.type == "cpu":
+        need, avail = _predicted_bytes(model, mode, cache, attn, batch, t), psutil.virtual_memory().available
+        if need > 0.8 * avail:
+            row.status, row.note = "oom", f"not run: needs ~{need / 2**30:.1f} GiB, {avail / 2**30:.1f} GiB available"
+            return row
+    timer = Timer(device)
+    try:
+        with torch.inference_mode(), PeakMemory(device) as mem:
+            compiled = compile and cached_step
+            fn = _step_fn(model, mode, cache, attn, batch, t, device, compiled)
+            if compiled:
+                row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
+                warmup = max(warmup, 2)
+            for _ in range(warmup):
+                fn()
+            times = [timer(fn) for _ in range(repeats)]
+            del fn
+    except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded, the rest re-raised
+        if not is_oom(err):
+            raise
+        row.status, row.note = "oom", str(err).splitlines()[0][:200]
+        _free(device)
+        return row
+    _free(device)
+    med = statistics.median(times)
+    row.timings_ms = [round(x * 1e3, 4) for x in times]
+    row.latency_ms, row.latency_min_ms, row.latency_max_ms = med * 1e3, min(times) * 1e3, max(times) * 1e3
+    new_tokens = batch * (1 if mode == "decode" else t)  # a no-cache decode step also makes one token
+    row.tokens_per_s = new_tokens / med
+    row.peak_memory_bytes = mem.peak_bytes
+    row.gflops_per_s = cost.flops / med / 1e9
+    row.gb_per_s = (weight_bytes + row.kv_cache_bytes) / med / 1e9
+    return row
+
+
+def run_sweep(model: Transformer, spec: SweepSpec) -> Iterator[Row]:
+    """Yield one Row per point; a series that ran out of memory stops growing."""
+    check_spec(spec, model)
+    stopped: set[tuple] = set()
+    for mode, cache, attn, t in spec.points():
+        key = (mode, cache, attn, spec.batch)
+        if key in stopped:
+            continue
+        row = measure(model, mode, cache, attn, spec.batch, t, repeats=spec.repeats, warmup=spec.warmup,
+                      compile=spec.compile)
+        if row.status == "oom":
+            stopped.add(key)
+        yield row

@@ -1,0 +1,146 @@
+"""Our logits equal transformers' (float32, assert_close defaults) for every
+architecture and loading variant, both backends, prefill and cached decode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attncli.model.cache import KVCache
+from attncli.checkpoint.load import load_model
+from hf_factory import VARIANTS, VOCAB, hf_logits, make_gpt2_prefixless, rewrite_config, save_variant
+
+BACKENDS = ["eager", "sdpa"]
+
+
+def _batch(seed: int = 1, t: int = 12, pad: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, VOCAB, (2, t), generator=g)
+    mask = torch.ones(2, t, dtype=torch.long)
+    mask[1, :pad] = 0  # row 1 is left-padded: shorter prompt
+    return ids, mask
+
+
+def _assert_prefill(model, ref, backend, seed=1):
+    ids, mask = _batch(seed)
+    want = hf_logits(ref, ids, mask)
+    got = model(ids, attention_mask=mask, backend=backend).logits
+    real = mask.bool()
+    torch.testing.assert_close(got[real], want[real])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_prefill_logits_match_transformers(loaded, name, backend):
+    lm, ref = loaded(name)
+    _assert_prefill(lm.model, ref, backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_cached_decode_logits_match_transformers(loaded, name, backend):
+    """Prefill 8 tokens into the cache, then 4 single-token steps; each step's logits
+    equal the reference's full forward at that position (padding included)."""
+    lm, ref = loaded(name)
+    ids, mask = _batch(seed=2, t=12, pad=3)
+    want = hf_logits(ref, ids, mask)
+    cache = KVCache(lm.config, batch=2, max_len=12, dtype=torch.float32, device="cpu")
+    got = [lm.model(ids[:, :8], attention_mask=mask[:, :8], cache=cache, backend=backend).logits]
+    for t in range(8, 12):
+        got.append(lm.model(ids[:, t : t + 1], attention_mask=mask[:, t : t + 1], cache=cache, backend=backend).logits)
+    got = torch.cat(got, dim=1)
+    real = mask.bool()
+    torch.testing.assert_close(got[real], want[real])
+    assert cache.length == 12
+
+
+def test_sliding_window_is_really_applied(loaded, saved, tmp_path):
+    """Control: the Mistral prompt is longer than the window, so dropping the window
+    from config.json must change the logits (otherwise parity proves nothing)."""
+    lm, ref = loaded("mistral-window")
+    assert lm.config.sliding_window == 4
+    folder, _ = saved("mistral-window")
+    ids, mask = _batch()
+    for f in folder.iterdir():
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    rewrite_config(tmp_path, sliding_window=None)
+    unwindowed = load_model(tmp_path, device="cpu").model(ids, attention_mask=mask).logits
+    windowed = lm.model(ids, attention_mask=mask).logits
+    assert not torch.allclose(unwindowed[:, 6:], windowed[:, 6:])
+    torch.testing.assert_close(unwindowed[:, :4], windowed[:, :4])  # inside the window: same
+
+
+def test_qwen2_window_only_on_sliding_layers(loaded):
+    lm, _ = loaded("qwen2-sliding-layers")
+    assert lm.config.layer_types == ["full", "sliding", "sliding"]
+    assert [b.window for b in lm.model.layers] == [None, 4, 4]
+
+
+# ---- loading variants ----
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gpt2_without_prefix_and_with_mask_buffers(tmp_path, backend):
+    ref = make_gpt2_prefixless(tmp_path)
+    lm = load_model(tmp_path, device="cpu")
+    assert sorted(lm.plan.dropped)[:2] == ["h.0.attn.bias", "h.0.attn.masked_bias"]
+    _assert_prefill(lm.model, ref, backend)
+
+
+def test_sharded_checkpoint(tmp_path):
+    ref = save_variant("llama", tmp_path, max_shard_size="30KB")
+    assert (tmp_path / "model.safetensors.index.json").is_file()
+    lm = load_model(tmp_path, device="cpu")
+    assert len(lm.plan.files) > 1
+    _assert_prefill(lm.model, ref, "sdpa")
+
+
+def test_single_safetensors_file_path(saved):
+    folder, ref = saved("qwen3")
+    lm = load_model(folder / "model.safetensors", device="cpu")
+    _assert_prefill(lm.model, ref, "sdpa")
+
+
+@pytest.mark.parametrize("name", ["llama-mqa-tied", "qwen2", "gpt2"])
+def test_tied_head_shares_the_embedding(loaded, name):
+    lm, _ = loaded(name)
+    assert lm.config.tie_word_embeddings
+    assert lm.model.lm_head.weight.data_ptr() == lm.model.embed.weight.data_ptr()
+
+
+def test_untied_head_is_its_own_tensor(loaded):
+    lm, ref = loaded("llama")
+    assert lm.model.lm_head.weight.data_ptr() != lm.model.embed.weight.data_ptr()
+    torch.testing.assert_close(lm.model.lm_head.weight, ref.lm_head.weight)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bfloat16_checkpoint_loads_as_float32_on_cpu(tmp_path, backend):
+    ref = save_variant("llama", tmp_path, dtype=torch.bfloat16)  # ref: the bf16 weights, back in float32
+    lm = load_model(tmp_path, device="cpu")
+    assert lm.config.dtype == "bfloat16" and lm.dtype == torch.float32
+    _assert_prefill(lm.model, ref, backend)
+
+
+def test_bfloat16_run_dtype_on_request(tmp_path):
+    save_variant("llama", tmp_path, dtype=torch.bfloat16)
+    lm = load_model(tmp_path, device="cpu", dtype="bfloat16")
+    assert lm.model.embed.weight.dtype == torch.bfloat16
+    ids, mask = _batch()
+    assert torch.isfinite(lm.model(ids, attention_mask=mask).logits).all()
+
+
+def test_pre_v5_rope_config_layout(tmp_path):
+    """Older config.json files write rope_theta + rope_scaling instead of rope_parameters."""
+    ref = save_variant("llama3-rope", tmp_path)
+    params = dict(ref.config.rope_parameters)
+    theta = params.pop("rope_theta")
+    rewrite_config(tmp_path, rope_parameters=None, rope_theta=theta, rope_scaling=params)
+    lm = load_model(tmp_path, device="cpu")
+    assert lm.config.rope.kind == "llama3" and lm.config.rope.theta == theta
+    _assert_prefill(lm.model, ref, "sdpa")
+
+
+def test_older_torch_dtype_field(tmp_path):
+    save_variant("llama", tmp_path, dtype=torch.bfloat16)
+    cfg = rewrite_config(tmp_path, dtype=None, torch_dtype="bfloat16")
+    assert "dtype" not in cfg
+    assert load_model(tmp_path, device="cpu").config.dtype == "bfloat16"

@@ -1,0 +1,61 @@
+"""The scripts in examples/ still run end to end (benchmarks on toy shapes; timings not checked)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("shape", ["tiny-gpt2", "tiny-llama"])
+def test_bench_vs_transformers_runs_and_agrees(tmp_path, shape):
+    bench = load_example("bench_vs_transformers")
+    out = tmp_path / "bench.json"
+    results = bench.main(["--shape", shape, "--repeats", "2", "--new", "6", "--prompt-len", "5",
+                          "--prefill", "16", "--prefill-repeats", "1", "--also-layout", "out_in",
+                          "--bandwidth-gib", "0.01", "--out", str(out)])
+    assert json.loads(out.read_text()) == results
+    assert not list(tmp_path.glob("*.tmp"))
+    assert [r["mode"] for r in results["decode"]] == ["cache", "nocache"]
+    for row in results["decode"]:
+        # greedy tokens equal transformers' for every attncli runner
+        assert row["identical_greedy_tokens"] and set(row["identical_by_runner"]) == {"attncli", "attncli[out_in]"}
+        assert row["attncli_tokens_per_s"] > 0 and row["transformers_tokens_per_s"] > 0
+        assert len(row["repeats"]["attncli"]) == 2
+    assert len(results["bandwidth_samples_gbs"]) == 1 + 2 * 2  # before, then after each repeat of each mode
+    assert results["floor_tokens_per_s"] > 0
+    assert [r["seq_len"] for r in results["prefill"]] == [16]
+    assert results["env"]["commit"] is None or len(results["env"]["commit"]) >= 7
+
+
+def test_bench_layouts_prints_every_shape(capsys):
+    load_example("bench_layouts").main(["--preset", "gpt2", "--repeats", "1", "--mb", "1"])
+    out = capsys.readouterr().out
+    for shape in ["(50257, 768)", "(3072, 768)", "(768, 3072)", "(2304, 768)", "(768, 768)"]:
+        assert shape in out
+    assert "auto picks" in out.splitlines()[1]
+
+
+def test_bench_products_times_every_path(two_threads):
+    res = load_example("bench_products").main(["--preset", "gpt2", "--rows", "1,4", "--repeats", "1"])
+    assert set(res) == {1, 4} and all(v > 0 for r in res.values() for v in r.values())
+    assert {"mkl", "split"} <= set(res[1])
+
+
+def test_python_api_example_runs_on_the_embedded_model(capsys):
+    load_example("python_api").main()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("llama, 1,869,504 parameters on ")
+    assert len(lines) == 2 + 5 and all(float(line.split()[0]) > 0 for line in lines[2:])
