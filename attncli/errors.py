@@ -1,4 +1,4 @@
-"""Errors that reach the user as one line on stderr and an exit code (see shared CLI.md).
+"""Errors that reach the user as one line on stderr and an exit code (see docs/CLI.md).
 
 Library code raises these; the CLI translates them once, at its boundary. Anything
 else escaping the library is a bug and is reported as such.

@@ -77,7 +77,7 @@ class TextModel:
         return self.tokenizer.decode(tokens)
 
     def record(self, prompt: str, row: Row, stats: GenerationStats) -> dict[str, Any]:
-        """One JSON Lines object of `attncli generate --json` (shape fixed by CLI.md)."""
+        """One JSON Lines object of `attncli generate --json` (shape fixed by docs/CLI.md)."""
         return {
             "prompt": prompt,
             "prompt_tokens": row.prompt_tokens,

@@ -33,7 +33,7 @@ def _finite_or_none(values: Tensor) -> list[list[float | None]]:
 
 
 def report_json(report: MaskReport, checks: CheckResult | None = None) -> dict[str, Any] | list[dict[str, Any]]:
-    """shared/CLI.md's shape: one object for one sequence, a list for a batch."""
+    """docs/CLI.md's shape: one object for one sequence, a list for a batch."""
     seqs = []
     for b in range(report.mask.shape[0]):
         d: dict[str, Any] = {"tokens": report.tokens[b], "kind": report.kind, "mask": report.mask[b].tolist()}

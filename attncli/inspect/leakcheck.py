@@ -1,5 +1,5 @@
 """`attncli inspect-mask --check`: proof that no query attends a key it must not see.
-Never prints; returns result rows and dtype-audit rows for cli.py and render_mask.py.
+Never prints; returns result rows and dtype-audit rows for cli.py and inspect/render.py.
 
 What is proven, on a model and a batch (check_model), each a row that passes, fails or
 is skipped:

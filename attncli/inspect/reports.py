@@ -1,6 +1,6 @@
 """What `attncli inspect-mask` shows: mask reports, the masks a model really applies
 to a batch, and one layer/head's scores and weights. Never prints; returns tensors and
-dataclasses for cli.py and render_mask.py. The leak checks and the dtype audit live in
+dataclasses for cli.py and inspect/render.py. The leak checks and the dtype audit live in
 leakcheck.py, the JSON/CSV/safetensors dumps in dumps.py; both build on this module,
 never the reverse.
 
