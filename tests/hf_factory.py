@@ -32,6 +32,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "qwen2-sliding-layers": ("qwen2", dict(BASE, num_hidden_layers=3, use_sliding_window=True, sliding_window=4,
                                            max_window_layers=1)),
     "qwen3": ("qwen3", dict(BASE, head_dim=16)),  # head_dim != hidden / heads
+    "olmo2": ("olmo2", dict(BASE)),  # norms after the sublayers, q/k norm over the whole projection
 }
 
 

@@ -47,6 +47,8 @@ class ModelConfig:
     mlp_bias: bool = False
     norm_bias: bool = False
     qk_norm: bool = False
+    qk_norm_scope: str = "head"  # "head" (Qwen3: per head, D wide) | "projection" (OLMo 2: all of q / k, before the head split)
+    norm_placement: str = "pre"  # "pre": norm before each sublayer | "post" (OLMo 2): norm on each sublayer's output, before the residual add
     tie_word_embeddings: bool = False
     sliding_window: int | None = None
     layer_types: list[str] | None = None  # per layer: "full" | "sliding"
@@ -81,6 +83,10 @@ class ModelConfig:
             )
         if "sliding" in self.layer_types and not self.sliding_window:
             raise ModelLoadError("layer_types asks for sliding layers but sliding_window is not set")
+        if self.qk_norm_scope not in ("head", "projection"):
+            raise ModelLoadError(f"qk_norm_scope must be 'head' or 'projection', got {self.qk_norm_scope!r}")
+        if self.norm_placement not in ("pre", "post"):
+            raise ModelLoadError(f"norm_placement must be 'pre' or 'post', got {self.norm_placement!r}")
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ModelLoadError(f"sliding_window must be >= 1, got {self.sliding_window}")
 

@@ -1,4 +1,4 @@
-"""One config-driven decoder: GPT-2 and the Llama family (Llama, Mistral, Qwen2, Qwen3).
+"""One config-driven decoder: GPT-2, the Llama family (Llama, Mistral, Qwen2, Qwen3) and OLMo 2.
 
 Letters: B batch, T new tokens (queries), S keys (cache slots attended), C hidden size,
 H query heads, Hkv key/value heads, D head dim, I MLP width, V vocab.
@@ -35,10 +35,14 @@ class Attention(nn.Module):
         self.h, self.hkv, self.d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         self.qkv = Linear(cfg.hidden_size, cfg.q_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
         self.o = Linear(cfg.q_dim, cfg.hidden_size, bias=cfg.o_bias)
-        self.qk_norm = cfg.qk_norm
-        if cfg.qk_norm:
+        self.qk_norm = cfg.qk_norm and cfg.qk_norm_scope == "head"
+        self.qk_proj_norm = cfg.qk_norm and cfg.qk_norm_scope == "projection"
+        if self.qk_norm:
             self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
             self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+        if self.qk_proj_norm:  # over all heads' q (or k) at once
+            self.q_norm = RMSNorm(cfg.q_dim, cfg.norm_eps)
+            self.k_norm = RMSNorm(cfg.kv_dim, cfg.norm_eps)
         self.scale = cfg.attn_scale / (layer + 1 if cfg.scale_by_inverse_layer_idx else 1)
         self.layer = layer
 
@@ -53,7 +57,11 @@ class Attention(nn.Module):
         probe: bool,
     ) -> tuple[Tensor, AttnProbe | None]:
         b, t, _ = x.shape
-        qkv = self.qkv(x).view(b, t, self.h + 2 * self.hkv, self.d)  # (B, T, H + 2 Hkv, D)
+        qkv = self.qkv(x)  # (B, T, (H + 2 Hkv) D)
+        if self.qk_proj_norm:
+            q, k, v = qkv.split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
+            qkv = torch.cat((self.q_norm(q), self.k_norm(k), v), dim=-1)
+        qkv = qkv.view(b, t, self.h + 2 * self.hkv, self.d)  # (B, T, H + 2 Hkv, D)
         qk, v = qkv[:, :, : self.h + self.hkv], qkv[:, :, self.h + self.hkv :]
         if self.qk_norm:
             qk = torch.cat((self.q_norm(qk[:, :, : self.h]), self.k_norm(qk[:, :, self.h :])), dim=2)
@@ -94,9 +102,14 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int):
         super().__init__()
-        self.attn_norm = make_norm(cfg, cfg.hidden_size)
+        self.post = cfg.norm_placement == "post"
+        if self.post:  # norms on the sublayer outputs (OLMo 2)
+            self.attn_post_norm = make_norm(cfg, cfg.hidden_size)
+            self.mlp_post_norm = make_norm(cfg, cfg.hidden_size)
+        else:
+            self.attn_norm = make_norm(cfg, cfg.hidden_size)
+            self.mlp_norm = make_norm(cfg, cfg.hidden_size)
         self.attn = Attention(cfg, layer)
-        self.mlp_norm = make_norm(cfg, cfg.hidden_size)
         self.mlp = MLP(cfg)
         self.window = cfg.window_of(layer)
 
@@ -186,9 +199,14 @@ class Transformer(nn.Module):
         probes: list[AttnProbe] = []
         for block in self.layers:
             lm = masks["sliding" if block.window is not None else "full"]
-            h, kept = block.attn(block.attn_norm(x), rope, lm, cache, start, backend, probe)
-            x = x + h
-            x = x + block.mlp(block.mlp_norm(x))
+            if block.post:
+                h, kept = block.attn(x, rope, lm, cache, start, backend, probe)
+                x = x + block.attn_post_norm(h)
+                x = x + block.mlp_post_norm(block.mlp(x))
+            else:
+                h, kept = block.attn(block.attn_norm(x), rope, lm, cache, start, backend, probe)
+                x = x + h
+                x = x + block.mlp(block.mlp_norm(x))
             if kept is not None:
                 probes.append(kept)
         return x, probes

@@ -38,6 +38,7 @@ CONFIGS: dict[str, ModelConfig] = {
     "mistral-window": ModelConfig.from_hf(hf_config("mistral", **VARIANTS["mistral-window"][1]).to_dict()),
     "qwen2-sliding-layers": ModelConfig.from_hf(hf_config("qwen2", **VARIANTS["qwen2-sliding-layers"][1]).to_dict()),
     "qwen3": ModelConfig.from_hf(hf_config("qwen3", **VARIANTS["qwen3"][1]).to_dict()),
+    "olmo2": ModelConfig.from_hf(hf_config("olmo2", **VARIANTS["olmo2"][1]).to_dict()),
 }
 
 

@@ -41,7 +41,7 @@ def parse(r: Reader) -> dict[str, Any]:
 
 def to_hf(c: ModelConfig) -> dict[str, Any]:
     want = dict(norm="layernorm", norm_bias=True, mlp="plain", pos="learned", qkv_bias=True,
-                o_bias=True, mlp_bias=True, qk_norm=False, sliding_window=None)
+                o_bias=True, mlp_bias=True, qk_norm=False, sliding_window=None, norm_placement="pre")
     refuse_inexpressible(c, want, scales={c.head_dim**-0.5, 1.0}, acts=HF_ACTIVATIONS)  # scale_attn_weights on / off
     return {
         "vocab_size": c.vocab_size,

@@ -44,7 +44,9 @@ def parse_layout(r: Reader) -> dict[str, Any]:
 
 def layout_wants(c: ModelConfig, **more: Any) -> dict[str, Any]:
     """The fields a Llama-layout config.json cannot change, plus a family's own."""
-    return dict(norm="rmsnorm", norm_bias=False, mlp="gated", pos="rope", scale_by_inverse_layer_idx=False, **more)
+    want = dict(norm="rmsnorm", norm_bias=False, mlp="gated", pos="rope", scale_by_inverse_layer_idx=False,
+                norm_placement="pre", qk_norm_scope="head")
+    return {**want, **more}
 
 
 def refuse(c: ModelConfig, want: dict[str, Any], extra: list[str] = ()) -> None:
