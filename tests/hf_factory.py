@@ -15,6 +15,8 @@ BASE = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention
             num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
             bos_token_id=1, eos_token_id=2)
 GPT2 = dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=1, eos_token_id=2)
+GPT2_LIKE = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
 
 # name -> (model_type, config overrides). Each is one thing attncli must get right.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -33,6 +35,21 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                                            max_window_layers=1)),
     "qwen3": ("qwen3", dict(BASE, head_dim=16)),  # head_dim != hidden / heads
     "olmo2": ("olmo2", dict(BASE)),  # norms after the sublayers, q/k norm over the whole projection
+    # sandwich norms, (1 + w) RMSNorm, scaled embeddings, even layers sliding; weights large enough
+    # (initializer_range) and caps small enough that both caps bite
+    "gemma2": ("gemma2", dict(BASE, head_dim=8, query_pre_attn_scalar=16, sliding_window=4, initializer_range=0.2,
+                              attn_logit_softcapping=2.0, final_logit_softcapping=3.0)),
+    # per-head q/k norms, sliding layers on their own RoPE base (10k local, 1M global)
+    "gemma3": ("gemma3_text", dict(BASE, num_hidden_layers=3, head_dim=8, query_pre_attn_scalar=8, sliding_window=4,
+                                   layer_types=["sliding_attention", "sliding_attention", "full_attention"])),
+    # parallel residual, per-head fused qkv, half the head dims rotating
+    "pythia": ("gpt_neox", dict(GPT2_LIKE, rotary_pct=0.5)),
+    "pythia-sequential": ("gpt_neox", dict(GPT2_LIKE, rotary_pct=0.25, use_parallel_residual=False)),
+    # fused qkv_proj / gate_up_proj in the checkpoint, partial rotary, a window on every layer
+    "phi3": ("phi3", dict(BASE, partial_rotary_factor=0.5, sliding_window=4, pad_token_id=0)),
+    # layers 1 and 3 without RoPE, and windowed
+    "smollm3": ("smollm3", dict(BASE, num_hidden_layers=4, no_rope_layer_interval=2, use_sliding_window=True,
+                                sliding_window=4, pad_token_id=0)),
 }
 
 

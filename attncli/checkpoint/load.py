@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from attncli.checkpoint.files import ModelFiles, find_model
-from attncli.checkpoint.plan import LoadPlan, plan_load
+from attncli.checkpoint.plan import LoadPlan, heads_to_parts, plan_load
 from attncli.checkpoint.reader import SafetensorsFile
 from attncli.model.build import build_model, resolve_device, resolve_dtype
 from attncli.model.config import ModelConfig
@@ -92,7 +92,9 @@ def read_weights(
             rows = want[-1] if src.transpose else want[0]
             piece = dest[row : row + rows]  # (rows, in) view of our (out, in) parameter
             direct = piece.t() if src.transpose else piece  # the same elements, in the file's shape
-            if reader.tensors[name].dtype == dtype and device.type == "cpu" and direct.is_contiguous():
+            if src.heads_interleaved:  # whole tensor, reordered: one projection's rows, a few MiB
+                direct.copy_(heads_to_parts(reader.read(name), model.cfg.num_heads))
+            elif reader.tensors[name].dtype == dtype and device.type == "cpu" and direct.is_contiguous():
                 reader.read(name, direct)  # straight into place: no extra copy
             else:
                 _copy_in_chunks(reader, name, direct, scratch)

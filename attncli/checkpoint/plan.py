@@ -38,6 +38,16 @@ class LoadPlan:
         return sorted({r.path for r in self.where.values()})
 
 
+def heads_to_parts(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rows (H, [q k v], D) of a per-head fused projection (GPT-NeoX) -> ours ([q k v], H, D)."""
+    return t.reshape(heads, 3, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
+def parts_to_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """The inverse of heads_to_parts, for saving."""
+    return t.reshape(3, heads, -1, *t.shape[1:]).transpose(0, 1).reshape(t.shape)
+
+
 def split_sizes(template: str, cfg: ModelConfig) -> list[int] | None:
     if ".attn.qkv." in template:
         return [cfg.q_dim, cfg.kv_dim, cfg.kv_dim]

@@ -13,7 +13,7 @@ import torch
 
 from attncli.atomic import write_atomic
 from attncli.checkpoint.files import read_json
-from attncli.checkpoint.plan import split_sizes
+from attncli.checkpoint.plan import parts_to_heads, split_sizes
 from attncli.errors import BadInputError, ModelLoadError
 from attncli.model.build import DTYPE_NAMES
 from attncli.model.config import ModelConfig
@@ -48,6 +48,8 @@ def export_state(model: Transformer, cfg: ModelConfig, *, dtype: torch.dtype | N
             if not name.startswith("lm_head."):
                 name = prefix + name
             piece = piece.detach().to("cpu", dtype or piece.dtype)
+            if src.heads_interleaved:
+                piece = parts_to_heads(piece, cfg.num_heads)
             out[name] = (piece.t() if src.transpose else piece).contiguous().clone()
     return out
 

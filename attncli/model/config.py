@@ -48,7 +48,20 @@ class ModelConfig:
     norm_bias: bool = False
     qk_norm: bool = False
     qk_norm_scope: str = "head"  # "head" (Qwen3: per head, D wide) | "projection" (OLMo 2: all of q / k, before the head split)
-    norm_placement: str = "pre"  # "pre": norm before each sublayer | "post" (OLMo 2): norm on each sublayer's output, before the residual add
+    # Where the norms sit: "pre" before each sublayer; "post" (OLMo 2) on each sublayer's
+    # output, before the residual add; "sandwich" (Gemma 2/3) both.
+    norm_placement: str = "pre"
+    # How RMSNorm scales and rounds (the same math in float32; reduced precision rounds where
+    # the reference does): "llama" w * x.to(dtype); "float32" (OLMo 2) (w * x) in float32,
+    # then cast; "gemma" (1 + w) * x in float32, then cast (the weight stores w - 1).
+    norm_style: str = "llama"
+    parallel_residual: bool = False  # GPT-NeoX: h + attn(ln1(h)) + mlp(ln2(h))
+    embed_scale: float | None = None  # Gemma: embeddings x sqrt(C), the factor cast to the run dtype
+    attn_softcap: float | None = None  # scores -> cap * tanh(scores / cap), before the mask (Gemma 2)
+    final_softcap: float | None = None  # the same on the logits
+    rotary_dim: int | None = None  # R: the first R dims of each head rotate (partial rotary); None -> D
+    rope_local: RopeConfig | None = None  # sliding layers' own RoPE (Gemma 3's local base); None -> rope
+    nope_layers: list[int] = field(default_factory=list)  # layers with no position encoding (SmolLM3)
     tie_word_embeddings: bool = False
     sliding_window: int | None = None
     layer_types: list[str] | None = None  # per layer: "full" | "sliding"
@@ -85,8 +98,20 @@ class ModelConfig:
             raise ModelLoadError("layer_types asks for sliding layers but sliding_window is not set")
         if self.qk_norm_scope not in ("head", "projection"):
             raise ModelLoadError(f"qk_norm_scope must be 'head' or 'projection', got {self.qk_norm_scope!r}")
-        if self.norm_placement not in ("pre", "post"):
-            raise ModelLoadError(f"norm_placement must be 'pre' or 'post', got {self.norm_placement!r}")
+        if self.norm_placement not in ("pre", "post", "sandwich"):
+            raise ModelLoadError(f"norm_placement must be pre, post or sandwich, got {self.norm_placement!r}")
+        if self.norm_style not in ("llama", "float32", "gemma"):
+            raise ModelLoadError(f"norm_style must be llama, float32 or gemma, got {self.norm_style!r}")
+        if self.rotary_dim is None:
+            self.rotary_dim = self.head_dim
+        if self.rotary_dim % 2 or not 0 < self.rotary_dim <= self.head_dim:
+            raise ModelLoadError(f"rotary dims {self.rotary_dim} must be even and in 1..head_dim {self.head_dim}")
+        bad = [i for i in self.nope_layers if not 0 <= i < self.num_layers]
+        if bad:
+            raise ModelLoadError(f"no-RoPE layer(s) {bad} outside 0..{self.num_layers - 1}")
+        for name in ("attn_softcap", "final_softcap"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ModelLoadError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ModelLoadError(f"sliding_window must be >= 1, got {self.sliding_window}")
 
@@ -120,6 +145,13 @@ class ModelConfig:
 
     def window_of(self, layer: int) -> int | None:
         return self.sliding_window if self.layer_types[layer] == "sliding" else None
+
+    def rope_of(self, layer: int) -> str | None:
+        """Which rotary table a layer applies: "global", "local" (a sliding layer with its own
+        base) or None (learned positions, or a no-RoPE layer)."""
+        if self.pos != "rope" or layer in self.nope_layers:
+            return None
+        return "local" if self.rope_local is not None and self.layer_types[layer] == "sliding" else "global"
 
     def with_(self, **changes: Any) -> "ModelConfig":
         return replace(self, **changes)

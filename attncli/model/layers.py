@@ -12,19 +12,30 @@ Tensor = torch.Tensor
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
+    """x / rms(x), scaled by the weight. ``style`` says how the reference scales and rounds
+    (the same math in float32): "llama" w * x.to(dtype); "float32" (w * x) in float32, then
+    cast; "gemma" (1 + w) * x in float32, then cast, the weight storing the offset from 1."""
+
+    def __init__(self, dim: int, eps: float, style: str = "llama"):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.zeros(dim) if style == "gemma" else torch.ones(dim))
         self.eps = eps
+        self.style = style
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.style == "gemma":
+            x32 = x.float()
+            x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+            return (x32 * (1.0 + self.weight.float())).to(x.dtype)
         if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one fused kernel, same math
-        # Normalise in float32 and scale in the input dtype, as the Llama reference does,
-        # so bfloat16 runs round at the same points.
+        # Normalise in float32 and scale where the reference does, so that reduced-precision
+        # runs round at the same points.
         dtype = x.dtype
         x32 = x.float()
         x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.style == "float32":
+            return (self.weight * x32).to(dtype)
         return self.weight * x32.to(dtype)
 
 
@@ -42,7 +53,7 @@ class Embedding(nn.Module):
 
 def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:
     if cfg.norm == "rmsnorm":
-        return RMSNorm(dim, cfg.norm_eps)
+        return RMSNorm(dim, cfg.norm_eps, cfg.norm_style)
     return nn.LayerNorm(dim, eps=cfg.norm_eps, bias=cfg.norm_bias)
 
 

@@ -17,101 +17,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attncli.model.attention import (
-    AttnProbe, LayerMask, check_backend, eager_attention, layer_mask, sdpa_attention, static_layer_mask,
-)
+from attncli.model.attention import AttnProbe, LayerMask, check_backend, layer_mask, static_layer_mask
+from attncli.model.blocks import Block
 from attncli.model.cache import KVCache
 from attncli.model.config import ModelConfig
-from attncli.model.layers import RMSNorm, Embedding, activation, make_norm
+from attncli.model.layers import Embedding, make_norm
 from attncli.model.linear import Linear
-from attncli.model.rope import apply_rope, rope_cos_sin, rope_inv_freq
+from attncli.model.rope import rope_cos_sin, rope_inv_freq
 
 Tensor = torch.Tensor
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int):
-        super().__init__()
-        self.h, self.hkv, self.d = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.qkv = Linear(cfg.hidden_size, cfg.q_dim + 2 * cfg.kv_dim, bias=cfg.qkv_bias)
-        self.o = Linear(cfg.q_dim, cfg.hidden_size, bias=cfg.o_bias)
-        self.qk_norm = cfg.qk_norm and cfg.qk_norm_scope == "head"
-        self.qk_proj_norm = cfg.qk_norm and cfg.qk_norm_scope == "projection"
-        if self.qk_norm:
-            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
-            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
-        if self.qk_proj_norm:  # over all heads' q (or k) at once
-            self.q_norm = RMSNorm(cfg.q_dim, cfg.norm_eps)
-            self.k_norm = RMSNorm(cfg.kv_dim, cfg.norm_eps)
-        self.scale = cfg.attn_scale / (layer + 1 if cfg.scale_by_inverse_layer_idx else 1)
-        self.layer = layer
-
-    def forward(
-        self,
-        x: Tensor,  # (B, T, C)
-        rope: tuple[Tensor, Tensor] | None,
-        lm: LayerMask,
-        cache: KVCache | None,
-        start: int,
-        backend: str,
-        probe: bool,
-    ) -> tuple[Tensor, AttnProbe | None]:
-        b, t, _ = x.shape
-        qkv = self.qkv(x)  # (B, T, (H + 2 Hkv) D)
-        if self.qk_proj_norm:
-            q, k, v = qkv.split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
-            qkv = torch.cat((self.q_norm(q), self.k_norm(k), v), dim=-1)
-        qkv = qkv.view(b, t, self.h + 2 * self.hkv, self.d)  # (B, T, H + 2 Hkv, D)
-        qk, v = qkv[:, :, : self.h + self.hkv], qkv[:, :, self.h + self.hkv :]
-        if self.qk_norm:
-            qk = torch.cat((self.q_norm(qk[:, :, : self.h]), self.k_norm(qk[:, :, self.h :])), dim=2)
-        if rope is not None:
-            qk = apply_rope(qk, *rope)  # q and k heads in one pass
-        q = qk[:, :, : self.h].transpose(1, 2)  # (B, H, T, D)
-        k = qk[:, :, self.h :].transpose(1, 2)  # (B, Hkv, T, D)
-        v = v.transpose(1, 2)  # (B, Hkv, T, D)
-        if cache is not None:
-            k, v = cache.write(self.layer, k, v, start)  # (B, Hkv, S, D)
-        if backend == "eager" or probe:
-            out, kept = eager_attention(q, k, v, lm, scale=self.scale, probe=probe)
-        else:
-            out, kept = sdpa_attention(q, k, v, lm, scale=self.scale), None
-        out = out.transpose(1, 2).reshape(b, t, self.h * self.d)  # (B, T, H*D)
-        return self.o(out), kept
-
-
-class MLP(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        self.gated = cfg.mlp == "gated"
-        width = cfg.intermediate_size
-        if self.gated:
-            self.gate_up = Linear(cfg.hidden_size, 2 * width, bias=cfg.mlp_bias)  # [gate; up]
-        else:
-            self.up = Linear(cfg.hidden_size, width, bias=cfg.mlp_bias)
-        self.down = Linear(width, cfg.hidden_size, bias=cfg.mlp_bias)
-        self.act = activation(cfg.act)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.gated:
-            gate, up = self.gate_up(x).chunk(2, dim=-1)
-            return self.down(self.act(gate).mul_(up))  # in place: one (B, T, I) buffer fewer
-        return self.down(self.act(self.up(x)))
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, layer: int):
-        super().__init__()
-        self.post = cfg.norm_placement == "post"
-        if self.post:  # norms on the sublayer outputs (OLMo 2)
-            self.attn_post_norm = make_norm(cfg, cfg.hidden_size)
-            self.mlp_post_norm = make_norm(cfg, cfg.hidden_size)
-        else:
-            self.attn_norm = make_norm(cfg, cfg.hidden_size)
-            self.mlp_norm = make_norm(cfg, cfg.hidden_size)
-        self.attn = Attention(cfg, layer)
-        self.mlp = MLP(cfg)
-        self.window = cfg.window_of(layer)
 
 
 @dataclass
@@ -135,13 +49,14 @@ class Transformer(nn.Module):
             self.mask_kinds.setdefault("sliding" if block.window is not None else "full", block.window)
         self.norm = make_norm(cfg, cfg.hidden_size)
         self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
-        if cfg.pos == "rope":
-            self.register_buffer("inv_freq", rope_inv_freq(cfg.rope, cfg.head_dim), persistent=False)
+        self.rope_kinds = sorted({block.rope for block in self.layers if block.rope is not None})
+        self.init_buffers("cpu")
 
     def init_buffers(self, device: torch.device | str) -> None:
-        """Recompute non-checkpoint buffers on ``device`` (after a meta-device build)."""
-        if self.cfg.pos == "rope":
-            self.inv_freq = rope_inv_freq(self.cfg.rope, self.cfg.head_dim).to(device)
+        """Recompute non-checkpoint buffers on ``device`` (after a meta-device build): the
+        inverse RoPE frequencies of each rotary table the layers use."""
+        ropes = {"global": self.cfg.rope, "local": self.cfg.rope_local}
+        self.inv_freqs = {kind: rope_inv_freq(ropes[kind], self.cfg.rotary_dim).to(device) for kind in self.rope_kinds}
 
     def tie_weights(self) -> None:
         self.lm_head.weight = self.embed.weight
@@ -178,35 +93,43 @@ class Transformer(nn.Module):
         if positions is None:
             positions = self.positions(kv_valid, start, t, b, device)
 
-        x = self.embed(input_ids)  # (B, T, C)
-        if self.cfg.pos == "learned":
-            x = x + self.pos_embed(positions)
-        rope = rope_cos_sin(self.inv_freq, positions, x.dtype) if self.cfg.pos == "rope" else None
+        x = self._embed(input_ids, positions)  # (B, T, C)
+        ropes = self._ropes(positions, x.dtype)
 
         masks: dict[str, LayerMask] = {}
         for kind, window in self.mask_kinds.items():
             masks[kind] = layer_mask(window=window, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
                                      kv_valid=kv_valid, device=device, need_explicit=probe)
-        x, probes = self._blocks(x, rope, masks, cache, start, backend, probe)
+        x, probes = self._blocks(x, ropes, masks, cache, start, backend, probe)
         if cache is not None:
             cache.commit(t)
         if last_only:
             x = x[:, -1:]
-        logits = self.lm_head(self.norm(x))
-        return ForwardOutput(logits, probes if probe else None, masks)
+        return ForwardOutput(self._logits(x), probes if probe else None, masks)
 
-    def _blocks(self, x, rope, masks, cache, start, backend, probe):
+    def _embed(self, ids: Tensor, positions: Tensor) -> Tensor:
+        x = self.embed(ids)  # (B, T, C)
+        if self.cfg.embed_scale is not None:
+            # the factor rounded to the run dtype first, as the reference's buffer is
+            x = x * torch.tensor(self.cfg.embed_scale, dtype=torch.float32).to(x.dtype)
+        if self.cfg.pos == "learned":
+            x = x + self.pos_embed(positions)
+        return x
+
+    def _ropes(self, positions: Tensor, dtype: torch.dtype) -> dict[str, tuple[Tensor, Tensor]]:
+        return {kind: rope_cos_sin(inv, positions, dtype) for kind, inv in self.inv_freqs.items()}
+
+    def _logits(self, x: Tensor) -> Tensor:
+        logits = self.lm_head(self.norm(x))
+        cap = self.cfg.final_softcap
+        return logits if cap is None else torch.tanh(logits / cap) * cap
+
+    def _blocks(self, x, ropes, masks, cache, start, backend, probe):
         probes: list[AttnProbe] = []
         for block in self.layers:
             lm = masks["sliding" if block.window is not None else "full"]
-            if block.post:
-                h, kept = block.attn(x, rope, lm, cache, start, backend, probe)
-                x = x + block.attn_post_norm(h)
-                x = x + block.mlp_post_norm(block.mlp(x))
-            else:
-                h, kept = block.attn(block.attn_norm(x), rope, lm, cache, start, backend, probe)
-                x = x + h
-                x = x + block.mlp(block.mlp_norm(x))
+            rope = ropes[block.rope] if block.rope is not None else None
+            x, kept = block.step(x, rope, lm, cache, start, backend, probe)
             if kept is not None:
                 probes.append(kept)
         return x, probes
@@ -224,15 +147,13 @@ class Transformer(nn.Module):
         slots through a mask (slots after the new token are masked as future ones).
         Returns logits (B, V). The caller keeps cache.length."""
         b = ids.shape[0]
-        x = self.embed(ids)  # (B, 1, C)
-        if self.cfg.pos == "learned":
-            x = x + self.pos_embed(positions)
-        rope = rope_cos_sin(self.inv_freq, positions, x.dtype) if self.cfg.pos == "rope" else None
+        x = self._embed(ids, positions)  # (B, 1, C)
+        ropes = self._ropes(positions, x.dtype)
         kv_valid = cache.valid if cache.has_padding else None
         masks = {kind: static_layer_mask(window=window, batch=b, slot=slot, kv_len=cache.max_len, kv_valid=kv_valid)
                  for kind, window in self.mask_kinds.items()}
-        x, _ = self._blocks(x, rope, masks, cache, slot, backend, False)
-        return self.lm_head(self.norm(x))[:, -1]
+        x, _ = self._blocks(x, ropes, masks, cache, slot, backend, False)
+        return self._logits(x)[:, -1]
 
     @staticmethod
     def positions(kv_valid: Tensor | None, start: int, t: int, b: int, device: torch.device) -> Tensor:

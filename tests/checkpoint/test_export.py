@@ -39,6 +39,8 @@ CONFIGS: dict[str, ModelConfig] = {
     "qwen2-sliding-layers": ModelConfig.from_hf(hf_config("qwen2", **VARIANTS["qwen2-sliding-layers"][1]).to_dict()),
     "qwen3": ModelConfig.from_hf(hf_config("qwen3", **VARIANTS["qwen3"][1]).to_dict()),
     "olmo2": ModelConfig.from_hf(hf_config("olmo2", **VARIANTS["olmo2"][1]).to_dict()),
+    **{name: ModelConfig.from_hf(hf_config(VARIANTS[name][0], **VARIANTS[name][1]).to_dict())
+       for name in ["gemma2", "gemma3", "pythia", "pythia-sequential", "phi3", "smollm3"]},
 }
 
 

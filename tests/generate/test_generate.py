@@ -54,7 +54,8 @@ def test_cached_equals_uncached(loaded, name, backend):
 
 
 @pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])
-@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral-window", "qwen2-sliding-layers", "olmo2"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral-window", "qwen2-sliding-layers", "olmo2", "gemma2",
+                                  "gemma3", "pythia", "phi3", "smollm3"])
 def test_batched_rows_equal_each_prompt_alone(loaded, name, use_cache):
     lm, ref = loaded(name)
     prompts = [[7, 8], PROMPT + [11, 12, 13], [99, 3, 4, 60]]  # 2, 9 and 4 tokens

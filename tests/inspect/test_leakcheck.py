@@ -15,7 +15,8 @@ from helpers import LONG, SHORT, assert_one_line_error, run, run_json
 
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral-window", "qwen2-sliding-layers", "qwen3", "olmo2"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral-window", "qwen2-sliding-layers", "qwen3", "olmo2",
+                                  "gemma2", "gemma3", "pythia", "phi3", "smollm3"])
 def test_check_passes_on_every_architecture(capfd, model_dir, name):
     docs = run_json(capfd, "inspect-mask", "-m", model_dir(name), LONG, SHORT, "--check")  # a padded batch
     results = {r["name"]: r["result"] for r in docs[0]["checks"]}

@@ -24,7 +24,7 @@ BACKENDS = ("eager", "sdpa")
 class AttnProbe:
     """Per-layer tensors kept for inspection (eager backend only)."""
 
-    scores: Tensor  # (B, H, T, S) float32, masked entries -inf
+    scores: Tensor  # (B, H, T, S) float32 (soft-capped where the model caps), masked entries -inf
     weights: Tensor  # (B, H, T, S) run dtype, masked entries exactly 0
 
 
@@ -37,14 +37,18 @@ def _expand_kv(x: Tensor, groups: int) -> Tensor:
 
 
 def eager_attention(
-    q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float, probe: bool = False
+    q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float, probe: bool = False,
+    softcap: float | None = None,
 ) -> tuple[Tensor, AttnProbe | None]:
     """Explicit softmax(q k^T * scale) v. Softmax in float32; a masked entry gets
     exactly zero weight, and a row with no visible key gives zeros instead of NaN.
-    q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, H, T, D)."""
+    ``softcap``: scores become cap * tanh(scores / cap) before the mask (Gemma 2), in the
+    run dtype as the reference rounds them. q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, H, T, D)."""
     groups = q.shape[1] // k.shape[1]
     k, v = _expand_kv(k, groups), _expand_kv(v, groups)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
     mask = explicit(lm, q.shape[2], k.shape[2], q.device)
     scores = scores.float().masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1).masked_fill(~mask, 0.0).to(q.dtype)

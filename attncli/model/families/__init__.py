@@ -16,7 +16,7 @@ from attncli.errors import ModelLoadError
 from attncli.model.config import ModelConfig
 from attncli.model.families.common import HARMLESS, OFF_ONLY, Family, Reader, checkpoint_dtype, first_id, id_list
 
-MODULES = ("gpt2", "llama", "qwen", "olmo2")
+MODULES = ("gpt2", "llama", "qwen", "olmo2", "gemma", "gpt_neox", "phi3", "smollm3")
 
 BY_ARCH: dict[str, Family] = {}
 BY_MODEL_TYPE: dict[str, Family] = {}

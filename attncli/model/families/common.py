@@ -65,6 +65,8 @@ class Src:
 
     name: str  # checkpoint name, layer as {}
     transpose: bool = False  # GPT-2's Conv1D stores (in, out)
+    # GPT-NeoX's fused query_key_value rows run (head, [q k v], D); ours run ([q k v], head, D)
+    heads_interleaved: bool = False
 
 
 WeightMap = dict[str, list[Src]]  # our parameter (layer as {}) -> the checkpoint tensors it is made of
@@ -100,6 +102,12 @@ class Reader:
             raise ModelLoadError(f"config.json is missing the required field {key!r}")
         return self.cfg[key]
 
+    def raw(self, key: str, default: Any = None) -> Any:
+        """The field as written: an explicit null stays None (where null means "off" and
+        absence means the family's default, as for Gemma's soft-caps)."""
+        self.used.add(key)
+        return self.cfg.get(key, default)
+
     def refuse_if(self, key: str, bad: bool, why: str) -> None:
         self.used.add(key)
         if bad:
@@ -113,23 +121,38 @@ def activation(r: Reader, key: str) -> str:
     return ACTIVATIONS[name]
 
 
-def read_rope(r: Reader, max_pos: int) -> RopeConfig:
-    # transformers >= 5 writes `rope_parameters` (theta inside); older files write
-    # `rope_theta` beside an optional `rope_scaling`. Read both.
+def read_rope(r: Reader, max_pos: int, *, partial: bool = False, theta_key: str = "rope_theta",
+              default_theta: float = 10000.0) -> RopeConfig:
+    """The RoPE settings. transformers >= 5 writes `rope_parameters` (theta inside); older
+    files write `rope_theta` beside an optional `rope_scaling`. Read both. ``partial``: the
+    family reads partial_rotary_factor itself (see ``rotary_dims``); otherwise it is refused."""
     params = dict(r.get("rope_parameters", {}) or {})
     scaling = dict(r.get("rope_scaling", None) or {})
     if "type" in scaling:  # the oldest spelling of rope_type
         scaling["rope_type"] = scaling.pop("type")
     params.update(scaling)
-    theta = params.get("rope_theta", r.get("rope_theta", 10000.0))
+    if not partial and (params.get("partial_rotary_factor", 1.0) != 1.0 or r.cfg.get("partial_rotary_factor", 1.0) != 1.0):
+        raise ModelLoadError("config.json partial_rotary_factor != 1 is not supported")
+    return rope_from(params, max_pos, "rope_scaling" if scaling else "rope_parameters",
+                     theta=r.get(theta_key, default_theta))
+
+
+def rotary_dims(r: Reader, head_dim: int, *, key: str = "partial_rotary_factor", default: float = 1.0) -> int:
+    """How many dims of each head rotate: int(D * factor), the factor written beside the
+    other RoPE fields (5.x: inside rope_parameters) or, older, as ``key``."""
+    params = r.get("rope_parameters", {}) or {}
+    factor = params.get("partial_rotary_factor", r.get(key, default))
+    return int(head_dim * float(factor))
+
+
+def rope_from(params: dict[str, Any], max_pos: int, field_name: str, *, theta: float) -> RopeConfig:
+    """One RopeConfig from a rope_parameters-style dict (``theta`` where it names none)."""
+    theta = params.get("rope_theta", theta)
     kind = params.get("rope_type", "default")
-    field_name = "rope_scaling" if scaling else "rope_parameters"
     if kind not in ROPE_TYPES:
         raise ModelLoadError(
             f"config.json {field_name} type {kind!r} is not supported; supported: {', '.join(sorted(ROPE_TYPES))}"
         )
-    if params.get("partial_rotary_factor", 1.0) != 1.0 or r.cfg.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ModelLoadError("config.json partial_rotary_factor != 1 is not supported")
     if kind == "default":
         return RopeConfig(theta=float(theta))
     factor = float(params.get("factor", 1.0))
@@ -182,6 +205,15 @@ def rope_to_hf(rope: RopeConfig) -> dict[str, Any]:
     if rope.kind != "default":
         out["rope_scaling"] = dict(params)
     return out
+
+
+def plain_wants(c: ModelConfig, **more: Any) -> dict[str, Any]:
+    """The switches of later families, as a family without them must leave them, plus
+    ``more`` (a family's own fixed fields)."""
+    want = dict(norm_placement="pre", norm_style="llama", parallel_residual=False, embed_scale=None,
+                attn_softcap=None, final_softcap=None, rotary_dim=c.head_dim, rope_local=None, nope_layers=[],
+                qk_norm_scope="head")
+    return {**want, **more}
 
 
 def refuse_inexpressible(c: ModelConfig, want: dict[str, Any], *, scales: set[float], acts: dict[str, str],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from attncli.model.config import ModelConfig
-from attncli.model.families.common import Family, Reader, Src, WeightMap, activation, refuse_inexpressible
+from attncli.model.families.common import Family, Reader, Src, WeightMap, activation, plain_wants, refuse_inexpressible
 
 # ours -> the config.json spelling GPT-2 uses for it
 HF_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
@@ -40,8 +40,8 @@ def parse(r: Reader) -> dict[str, Any]:
 
 
 def to_hf(c: ModelConfig) -> dict[str, Any]:
-    want = dict(norm="layernorm", norm_bias=True, mlp="plain", pos="learned", qkv_bias=True,
-                o_bias=True, mlp_bias=True, qk_norm=False, sliding_window=None, norm_placement="pre")
+    want = plain_wants(c, norm="layernorm", norm_bias=True, mlp="plain", pos="learned", qkv_bias=True,
+                       o_bias=True, mlp_bias=True, qk_norm=False, sliding_window=None)
     refuse_inexpressible(c, want, scales={c.head_dim**-0.5, 1.0}, acts=HF_ACTIVATIONS)  # scale_attn_weights on / off
     return {
         "vocab_size": c.vocab_size,

@@ -12,7 +12,7 @@ from typing import Any
 
 from attncli.model.config import ModelConfig, RopeConfig
 from attncli.model.families.common import (
-    Family, Reader, Src, WeightMap, activation, read_rope, refuse_inexpressible, rope_to_hf,
+    Family, Reader, Src, WeightMap, activation, plain_wants, read_rope, refuse_inexpressible, rope_to_hf,
 )
 
 # ours -> the config.json spelling of hidden_act
@@ -20,8 +20,9 @@ HF_ACTIVATIONS = {"silu": "silu", "gelu_tanh": "gelu_pytorch_tanh", "gelu": "gel
 DROPPED = (r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq",)  # RoPE buffers of old exports
 
 
-def parse_layout(r: Reader) -> dict[str, Any]:
-    """The fields every Llama-layout config.json has."""
+def parse_layout(r: Reader, *, partial_rotary: bool = False) -> dict[str, Any]:
+    """The fields every Llama-layout config.json has (``partial_rotary``: the family reads
+    partial_rotary_factor itself)."""
     max_pos = r.get("max_position_embeddings", 2048)
     return dict(
         vocab_size=r.need("vocab_size"),
@@ -37,16 +38,15 @@ def parse_layout(r: Reader) -> dict[str, Any]:
         mlp="gated",
         act=activation(r, "hidden_act"),
         pos="rope",
-        rope=read_rope(r, max_pos),
+        rope=read_rope(r, max_pos, partial=partial_rotary),
         tie_word_embeddings=r.get("tie_word_embeddings", False),
     )
 
 
 def layout_wants(c: ModelConfig, **more: Any) -> dict[str, Any]:
     """The fields a Llama-layout config.json cannot change, plus a family's own."""
-    want = dict(norm="rmsnorm", norm_bias=False, mlp="gated", pos="rope", scale_by_inverse_layer_idx=False,
-                norm_placement="pre", qk_norm_scope="head")
-    return {**want, **more}
+    return plain_wants(c, norm="rmsnorm", norm_bias=False, mlp="gated", pos="rope", scale_by_inverse_layer_idx=False,
+                       **more)
 
 
 def refuse(c: ModelConfig, want: dict[str, Any], extra: list[str] = ()) -> None:

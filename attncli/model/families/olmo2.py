@@ -16,12 +16,13 @@ from attncli.model.families.llama import DROPPED, layout_to_hf, layout_wants, la
 def parse(r: Reader) -> dict[str, Any]:
     out = parse_layout(r)
     out["qkv_bias"] = out["o_bias"] = bool(r.get("attention_bias", False))
-    out.update(qk_norm=True, qk_norm_scope="projection", norm_placement="post")
+    out.update(qk_norm=True, qk_norm_scope="projection", norm_placement="post", norm_style="float32")
     return out
 
 
 def to_hf(c: ModelConfig) -> dict[str, Any]:
-    refuse(c, layout_wants(c, qk_norm=True, qk_norm_scope="projection", norm_placement="post", o_bias=c.qkv_bias,
+    refuse(c, layout_wants(c, qk_norm=True, qk_norm_scope="projection", norm_placement="post", norm_style="float32",
+                           o_bias=c.qkv_bias,
                            mlp_bias=False, sliding_window=None))
     return {**layout_to_hf(c), "attention_bias": c.qkv_bias}
 

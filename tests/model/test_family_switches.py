@@ -1,0 +1,93 @@
+"""Controls for the parity tests of the newer families: each switch a family brings must
+change the logits when it is turned off in config.json (else matching transformers would
+prove nothing about it), and the model must read the switch where the config puts it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from attncli.checkpoint.load import load_model
+from hf_factory import VOCAB
+
+
+def _ids():
+    g = torch.Generator().manual_seed(3)
+    return torch.randint(3, VOCAB, (1, 12), generator=g)  # 12 tokens: past every window of 4
+
+
+def _edit_rope(**params):
+    def edit(cfg):
+        rope = cfg["rope_parameters"]
+        for key, value in params.items():
+            if isinstance(value, dict):  # keyed by layer type (Gemma 3)
+                rope[key] = {**rope[key], **value}
+            else:
+                rope[key] = value
+    return edit
+
+
+def _set(**fields):
+    def edit(cfg):
+        cfg.update(fields)
+    return edit
+
+
+def _drop(*keys):
+    def edit(cfg):
+        for key in keys:
+            cfg.pop(key, None)
+    return edit
+
+
+CONTROLS = {
+    "gemma2 attention cap": ("gemma2", _set(attn_logit_softcapping=1e6)),
+    "gemma2 final cap": ("gemma2", _set(final_logit_softcapping=1e6)),
+    "gemma2 window": ("gemma2", _set(layer_types=["full_attention", "full_attention"])),
+    "gemma3 local RoPE base": ("gemma3", _edit_rope(sliding_attention={"rope_theta": 1_000_000.0})),
+    "gemma3 q/k norms": ("gemma3", None),  # weights, below
+    "pythia partial rotary": ("pythia", _edit_rope(partial_rotary_factor=1.0)),
+    "pythia parallel residual": ("pythia", _set(use_parallel_residual=False)),
+    "phi3 partial rotary": ("phi3", lambda c: (_edit_rope(partial_rotary_factor=1.0)(c), c.pop("partial_rotary_factor"))),
+    "phi3 window": ("phi3", _drop("sliding_window")),
+    "smollm3 NoPE layers": ("smollm3", _set(no_rope_layers=[1, 1, 1, 1])),
+}
+
+
+@pytest.mark.parametrize("control", list(CONTROLS))
+def test_turning_a_switch_off_changes_the_logits(saved, tmp_path, control):
+    name, edit = CONTROLS[control]
+    folder, _ = saved(name)
+    lm = load_model(folder, device="cpu")
+    with torch.no_grad():
+        base = lm.model(_ids()).logits
+    dst = tmp_path / name
+    shutil.copytree(folder, dst)
+    if edit is None:  # per-head q/k norm weights set to the identity
+        changed = load_model(dst, device="cpu")
+        with torch.no_grad():
+            for layer in changed.model.layers:
+                layer.attn.q_norm.weight.zero_()
+                layer.attn.k_norm.weight.zero_()
+    else:
+        cfg = json.loads((dst / "config.json").read_text())
+        edit(cfg)
+        (dst / "config.json").write_text(json.dumps(cfg))
+        changed = load_model(dst, device="cpu")
+    with torch.no_grad():
+        other = changed.model(_ids()).logits
+    assert not torch.allclose(base, other, atol=1e-4), f"{control}: no effect on the logits"
+
+
+def test_each_layer_reads_its_switches(loaded):
+    assert [b.window for b in loaded("gemma2")[0].model.layers] == [4, None]
+    assert [b.rope for b in loaded("gemma3")[0].model.layers] == ["local", "local", "global"]
+    assert [b.rope for b in loaded("smollm3")[0].model.layers] == ["global", None, "global", None]
+    assert [b.window for b in loaded("smollm3")[0].model.layers] == [None, 4, None, 4]
+    assert loaded("pythia")[0].config.rotary_dim == 4 and loaded("pythia-sequential")[0].config.rotary_dim == 2
+    assert loaded("phi3")[0].config.rotary_dim == 4 and loaded("phi3")[0].config.layer_types == ["sliding"] * 2
+    cfg = loaded("gemma2")[0].config
+    assert (cfg.attn_softcap, cfg.final_softcap, cfg.attn_scale) == (2.0, 3.0, 0.25)
