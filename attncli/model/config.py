@@ -62,6 +62,7 @@ class ModelConfig:
     rotary_dim: int | None = None  # R: the first R dims of each head rotate (partial rotary); None -> D
     rope_local: RopeConfig | None = None  # sliding layers' own RoPE (Gemma 3's local base); None -> rope
     nope_layers: list[int] = field(default_factory=list)  # layers with no position encoding (SmolLM3)
+    rope_in_float32: bool = False  # OLMo 2 rotates q/k in float32 and rounds once; others in the run dtype
     tie_word_embeddings: bool = False
     sliding_window: int | None = None
     layer_types: list[str] | None = None  # per layer: "full" | "sliding"

@@ -32,22 +32,26 @@ from torch import nn
 LAYOUTS = ("auto", "split", "by_shape", "out_in", "in_out")
 
 
-def policy(device: torch.device, requested: str | None = None) -> str:
-    """"auto" is "split" on the CPU (storage by shape: out >= in stored (in, out); products
-    of one or two rows split across threads, larger ones through oneDNN) and "out_in" elsewhere."""
+def policy(device: torch.device, requested: str | None = None, dtype: torch.dtype | None = None) -> str:
+    """"auto" is "split" on the CPU in float32 (storage by shape: out >= in stored (in, out);
+    products of one or two rows split across threads, larger ones through oneDNN) and
+    "out_in" elsewhere. In bfloat16 / float16 the CPU keeps "out_in" and F.linear too: the
+    split's partial sums and another kernel's blocking each round where the reference does
+    not, and greedy tokens drift from transformers' (measured on the embedded model: from
+    the 26th token with the cache); reduced precision on the CPU is for parity, not speed."""
     requested = requested or os.environ.get("ATTNCLI_LAYOUT", "auto")
     if requested not in LAYOUTS:
         from attncli.errors import BadInputError
 
         raise BadInputError(f"unknown weight layout {requested!r}; use {', '.join(LAYOUTS)}")
     if requested == "auto":
-        return "split" if device.type == "cpu" else "out_in"
+        return "split" if device.type == "cpu" and dtype in (None, torch.float32) else "out_in"
     return requested
 
 
 def transposed_names(model: nn.Module, device: torch.device, requested: str | None = None) -> set[str]:
     """Names of the (out, in) parameters to store (in, out) under the policy."""
-    rule = policy(device, requested)
+    rule = policy(device, requested, _dtype(model))
     if rule == "out_in":
         return set()
     names = set()
@@ -57,6 +61,10 @@ def transposed_names(model: nn.Module, device: torch.device, requested: str | No
             if rule == "in_out" or (rule in ("split", "by_shape") and out_f >= in_f):
                 names.add(f"{name}.weight")
     return names
+
+
+def _dtype(model: nn.Module) -> torch.dtype | None:
+    return next((p.dtype for p in model.parameters()), None)
 
 
 def is_transposed(t: torch.Tensor) -> bool:
@@ -91,7 +99,7 @@ def apply(model: nn.Module, names: set[str]) -> None:
 
 def set_split(model: nn.Module, device: torch.device, requested: str | None = None) -> None:
     """Turn the CPU product routing (split / oneDNN, attncli.model.linear) on or off for every layer."""
-    split = policy(device, requested) == "split"
+    split = policy(device, requested, _dtype(model)) == "split"
     for module in model.modules():
         if hasattr(module, "split_rows"):
             module.split_rows = split

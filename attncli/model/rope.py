@@ -51,10 +51,14 @@ def apply_rope(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
     """x (B, T, heads, D). Rotation by halves of the first R dims (x1, x2) -> (x1 cos - x2 sin,
     x2 cos + x1 sin), the Hugging Face layout of q/k weights: x*cos + roll(x, R/2) * [-sin, sin];
     dims past R (partial rotary) pass through. In float32 one addcmul; in reduced precision
-    the two products and the sum each round, as the reference's do."""
+    the two products and the sum each round, as the reference's do, unless the tables are
+    float32 (OLMo 2's reference rotates in float32 and rounds once)."""
     r = cos.shape[-1]
     if r < x.shape[-1]:
         return torch.cat((apply_rope(x[..., :r], cos, signed_sin), x[..., r:]), dim=-1)
+    if cos.dtype != x.dtype:  # float32 tables on reduced-precision q/k: rotate in float32, round once
+        xf = x.float()
+        return (xf * cos + xf.roll(r // 2, dims=-1) * signed_sin).to(x.dtype)
     rolled = x.roll(r // 2, dims=-1)
     if x.dtype == torch.float32:
         return torch.addcmul(x * cos, rolled, signed_sin)

@@ -117,6 +117,8 @@ class Transformer(nn.Module):
         return x
 
     def _ropes(self, positions: Tensor, dtype: torch.dtype) -> dict[str, tuple[Tensor, Tensor]]:
+        if self.cfg.rope_in_float32:
+            dtype = torch.float32
         return {kind: rope_cos_sin(inv, positions, dtype) for kind, inv in self.inv_freqs.items()}
 
     def _logits(self, x: Tensor) -> Tensor:

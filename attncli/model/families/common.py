@@ -212,7 +212,7 @@ def plain_wants(c: ModelConfig, **more: Any) -> dict[str, Any]:
     ``more`` (a family's own fixed fields)."""
     want = dict(norm_placement="pre", norm_style="llama", parallel_residual=False, embed_scale=None,
                 attn_softcap=None, final_softcap=None, rotary_dim=c.head_dim, rope_local=None, nope_layers=[],
-                qk_norm_scope="head")
+                qk_norm_scope="head", rope_in_float32=False)
     return {**want, **more}
 
 

@@ -2,7 +2,8 @@
 or the MLP: each sublayer's output is normalised before the residual add
 (``h + norm(attn(h))``, ``h + norm(mlp(h))``), and q and k are RMS-normalised over the
 whole projection (all heads at once, H*D and Hkv*D wide) before the head split and RoPE.
-Untied head by default."""
+Its reference scales RMSNorm in float32 before rounding, and rotates q/k in float32
+(rounding once): the same math, rounded where it rounds. Untied head by default."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from attncli.model.families.llama import DROPPED, layout_to_hf, layout_wants, la
 def parse(r: Reader) -> dict[str, Any]:
     out = parse_layout(r)
     out["qkv_bias"] = out["o_bias"] = bool(r.get("attention_bias", False))
-    out.update(qk_norm=True, qk_norm_scope="projection", norm_placement="post", norm_style="float32")
+    out.update(qk_norm=True, qk_norm_scope="projection", norm_placement="post", norm_style="float32",
+               rope_in_float32=True)
     return out
 
 
 def to_hf(c: ModelConfig) -> dict[str, Any]:
     refuse(c, layout_wants(c, qk_norm=True, qk_norm_scope="projection", norm_placement="post", norm_style="float32",
+                           rope_in_float32=True,
                            o_bias=c.qkv_bias,
                            mlp_bias=False, sliding_window=None))
     return {**layout_to_hf(c), "attention_bias": c.qkv_bias}
