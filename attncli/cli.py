@@ -285,7 +285,8 @@ def info(
     if preset is not None:
         result["model"] = f"preset:{preset}"
     else:
-        result.update(model=str(files.folder), checkpoint_files=len(plan.files), checkpoint_bytes=plan.checkpoint_bytes)
+        result.update(model=str(files.folder), checkpoint_files=len(plan.files), checkpoint_bytes=plan.checkpoint_bytes,
+                      not_loaded=plan.not_loaded(cfg))
     if as_json:
         console.print_json(result)
     else:

@@ -63,6 +63,10 @@ _INFO_ROWS = [
 ]
 
 
+def _layer_list(layers: list[int]) -> str:
+    return ", ".join(map(str, layers)) + f" ({len(layers)})"
+
+
 def info_table(info: dict[str, Any], title: str) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
@@ -73,7 +77,18 @@ def info_table(info: dict[str, Any], title: str) -> Table:
         else:
             table.add_row(label, fmt(info[key]))
     if info["sliding_layers"] and len(info["sliding_layers"]) != info["layers"]:
-        table.add_row("sliding layers", ", ".join(map(str, info["sliding_layers"])))
+        table.add_row("sliding layers", _layer_list(info["sliding_layers"]))
+    if info.get("nope_layers"):
+        table.add_row("no-RoPE layers", _layer_list(info["nope_layers"]))
+    caps = [f"{name} {info[key]:g}" for name, key in (("scores", "attn_softcap"), ("logits", "final_softcap"))
+            if info.get(key) is not None]
+    if caps:
+        table.add_row("soft-caps", ", ".join(caps))
+    if info.get("norms", "pre") != "pre" or info.get("parallel_residual"):
+        table.add_row("norms", info["norms"] + (", parallel residual" if info.get("parallel_residual") else ""))
+    if info.get("not_loaded"):
+        skipped = info["not_loaded"]
+        table.add_row("not loaded", f"{skipped['tensors']} tensors, {human_bytes(skipped['bytes'])}: {skipped['what']}")
     ctx = f"at context {info['context']:,}" + (f", batch {info['batch']}" if info["batch"] != 1 else "")
     table.add_row(f"KV cache {ctx}", human_bytes(info["kv_cache_bytes"]))
     table.add_row(f"memory {ctx}", f"{human_bytes(info['memory_bytes'])} (weights + KV cache)")

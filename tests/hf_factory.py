@@ -167,3 +167,23 @@ def save_text_model(folder: Path, model_type: str = "llama", seed: int = 0, **ov
     model.save_pretrained(folder)
     save_tokenizer(folder)
     return model
+
+
+def save_gemma3_multimodal(folder: Path, seed: int = 0):
+    """A tiny multimodal Gemma 3 (the gemma3 text variant plus a one-layer SigLIP tower),
+    saved as transformers saves it; returns the reference, float32, eager, eval mode."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    vision = dict(model_type="siglip_vision_model", hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                  num_attention_heads=2, image_size=16, patch_size=8)
+    cfg = Gemma3Config(text_config=dict(VARIANTS["gemma3"][1]), vision_config=vision, mm_tokens_per_image=4,
+                       image_token_index=127, boi_token_index=125, eoi_token_index=126)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(seed)
+    model = Gemma3ForConditionalGeneration(cfg).to(torch.float32)
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if "norm" in pname or pname.endswith("bias"):
+                p.copy_(1.0 + 0.1 * torch.randn_like(p) if pname.endswith("weight") else 0.1 * torch.randn_like(p))
+    model.save_pretrained(folder)
+    return model.eval()

@@ -69,7 +69,7 @@ def test_config_not_json(capfd, model_copy):
 def test_unsupported_model_type(capfd, model_copy):
     folder = model_copy()
     rewrite_config(folder, model_type="mamba")
-    assert_one_line_error(*run(capfd, "info", "-m", str(folder))[::2], 1, "unsupported model_type 'mamba'; supported: gemma2, gemma3_text, gpt2, gpt_neox, llama")
+    assert_one_line_error(*run(capfd, "info", "-m", str(folder))[::2], 1, "unsupported model_type 'mamba'; supported: gemma2, gemma3, gemma3_text, gpt2, gpt_neox, llama")
 
 
 @pytest.mark.parametrize("name", ["pytorch_model.bin", "model.pt"])

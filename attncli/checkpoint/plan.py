@@ -15,7 +15,7 @@ from attncli.checkpoint.reader import SafetensorsFile
 from attncli.errors import ModelLoadError
 from attncli.model.config import ModelConfig
 from attncli.model.families import family
-from attncli.model.families.common import Src
+from attncli.model.families.common import Family, Rename, Src, rename
 from attncli.model.transformer import Transformer
 
 
@@ -36,6 +36,15 @@ class LoadPlan:
     @property
     def files(self) -> list[Path]:
         return sorted({r.path for r in self.where.values()})
+
+    def not_loaded(self, cfg: ModelConfig) -> dict | None:
+        """The checkpoint tensors that are not read (old mask/RoPE buffers, a multimodal
+        model's vision tower), for `info` to say so; None when every tensor is read."""
+        if not self.dropped:
+            return None
+        what = family(cfg.arch).skips or "buffers that are not weights (old causal-mask / RoPE tables)"
+        return {"tensors": len(self.dropped), "bytes": sum(self.where[n].tensors[n].nbytes for n in self.dropped),
+                "what": what}
 
 
 def heads_to_parts(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -65,13 +74,11 @@ def plan_load(cfg: ModelConfig, files: ModelFiles) -> LoadPlan:
     with torch.device("meta"):
         shapes = {n: tuple(p.shape) for n, p in Transformer(cfg).named_parameters()}
     fam = family(cfg.arch)
-    prefix = fam.prefix
-    has_prefix = bool(prefix) and any(n.startswith(prefix) for n in where)
+    layout = _layout_of(fam, where)
     weight_map = fam.weights
 
     def checkpoint_name(template: str, layer: str | None) -> str:
-        name = template.format(layer) if layer is not None else template
-        return prefix + name if has_prefix and not name.startswith("lm_head.") else name
+        return rename(template.format(layer) if layer is not None else template, layout)
 
     plan: dict[str, list[tuple[str, Src, tuple[int, ...]]]] = {}
     missing, misshaped = [], []
@@ -99,16 +106,26 @@ def plan_load(cfg: ModelConfig, files: ModelFiles) -> LoadPlan:
         plan[ours] = parts
 
     consumed = {name for parts in plan.values() for name, _, _ in parts}
-    optional_prefix = f"(?:{re.escape(prefix)})?" if prefix else ""
-    drop = [re.compile(optional_prefix + p + "$") for p in fam.dropped]
-    dropped = sorted(n for n in where if n not in consumed and any(d.match(n) for d in drop))
+    drop = [re.compile(r"(?:.*\.)?" + p + "$") for p in fam.dropped]  # under any prefix
+    dropped = sorted(n for n in where if n not in consumed and any(d.fullmatch(n) for d in drop))
     ignored = []
-    if cfg.tie_word_embeddings and "lm_head.weight" in where:
-        ignored.append("lm_head.weight")  # tied, as the reference does: the embedding wins
+    head = rename("lm_head.weight", layout)
+    if cfg.tie_word_embeddings and head in where:
+        ignored.append(head)  # tied, as the reference does: the embedding wins
     unexpected = sorted(set(where) - consumed - set(dropped) - set(ignored))
     if missing or misshaped or unexpected:
         raise ModelLoadError("weights do not fit the config: " + _summarise(missing, misshaped, unexpected))
     return LoadPlan(plan, where, dropped, ignored)
+
+
+def _layout_of(fam: Family, where: dict[str, SafetensorsFile]) -> Rename:
+    """The spelling the checkpoint uses: the first of the family's layouts its embedding is
+    found under (the plain names when none is, so that errors name the map's own names)."""
+    embed = fam.weights["embed.weight"][0].name
+    for layout in fam.layouts:
+        if rename(embed, layout) in where:
+            return layout
+    return ()
 
 
 def _summarise(missing: list[str], misshaped: list[str], unexpected: list[str], limit: int = 6) -> str:

@@ -18,16 +18,17 @@ from attncli.errors import BadInputError, ModelLoadError
 from attncli.model.build import DTYPE_NAMES
 from attncli.model.config import ModelConfig
 from attncli.model.families import family
+from attncli.model.families.common import rename
 from attncli.model.transformer import Transformer
 
 
 def export_state(model: Transformer, cfg: ModelConfig, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Our parameters under their Hugging Face names: fused q/k/v and gate/up split
     back into their parts, GPT-2's Conv1D weights transposed to (in, out), the optional
-    prefix put back, and no ``lm_head.weight`` when it is tied to the embedding.
+    family's spelling (GPT-2's prefix) put back, and no ``lm_head.weight`` when it is tied to the embedding.
     Each tensor is a fresh contiguous CPU copy (safetensors refuses shared storage)."""
     fam = family(cfg.arch)
-    weight_map, prefix = fam.weights, fam.prefix
+    weight_map, layout = fam.weights, fam.layouts[0]
     tied = cfg.tie_word_embeddings
     if tied and model.lm_head.weight is not model.embed.weight and not torch.equal(
         model.lm_head.weight, model.embed.weight
@@ -44,9 +45,7 @@ def export_state(model: Transformer, cfg: ModelConfig, *, dtype: torch.dtype | N
         srcs = weight_map[template]
         pieces = tensor.split(split_sizes(template, cfg), dim=0) if len(srcs) > 1 else (tensor,)
         for src, piece in zip(srcs, pieces, strict=True):
-            name = src.name.format(m.group(1)) if m else src.name
-            if not name.startswith("lm_head."):
-                name = prefix + name
+            name = rename(src.name.format(m.group(1)) if m else src.name, layout)
             piece = piece.detach().to("cpu", dtype or piece.dtype)
             if src.heads_interleaved:
                 piece = parts_to_heads(piece, cfg.num_heads)

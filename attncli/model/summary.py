@@ -23,6 +23,17 @@ def parameter_count(cfg: ModelConfig) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
 
 
+def _position(cfg: ModelConfig) -> str:
+    if cfg.pos != "rope":
+        return "learned"
+    text = f"rope ({cfg.rope.kind}, theta {cfg.rope.theta:g}"
+    if cfg.rope_local is not None:
+        text += f"; sliding layers theta {cfg.rope_local.theta:g}"
+    if cfg.rotary_dim != cfg.head_dim:
+        text += f"; {cfg.rotary_dim} of {cfg.head_dim} dims rotate"
+    return text + ")"
+
+
 def model_info(cfg: ModelConfig, *, dtype: torch.dtype, context: int | None = None, batch: int = 1) -> dict[str, Any]:
     """A JSON-ready summary; ``context`` defaults to the model's context length."""
     params = parameter_count(cfg)
@@ -42,9 +53,15 @@ def model_info(cfg: ModelConfig, *, dtype: torch.dtype, context: int | None = No
         "intermediate_size": cfg.intermediate_size,
         "vocab_size": cfg.vocab_size,
         "context_length": cfg.context_length,
-        "position": "rope" + (f" ({cfg.rope.kind}, theta {cfg.rope.theta:g})" if cfg.rope else "") if cfg.pos == "rope" else "learned",
+        "position": _position(cfg),
         "sliding_window": cfg.sliding_window,
         "sliding_layers": [i for i, k in enumerate(cfg.layer_types) if k == "sliding"],
+        "nope_layers": list(cfg.nope_layers),  # no position encoding at all
+        "rotary_dims": cfg.rotary_dim if cfg.pos == "rope" else None,  # of head_dim; fewer = partial rotary
+        "attn_softcap": cfg.attn_softcap,  # scores -> cap * tanh(scores / cap)
+        "final_softcap": cfg.final_softcap,
+        "norms": cfg.norm_placement,
+        "parallel_residual": cfg.parallel_residual,
         "tied_embeddings": cfg.tie_word_embeddings,
         "checkpoint_dtype": cfg.dtype,
         "dtype": str(dtype).replace("torch.", ""),

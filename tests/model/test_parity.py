@@ -144,3 +144,23 @@ def test_older_torch_dtype_field(tmp_path):
     cfg = rewrite_config(tmp_path, dtype=None, torch_dtype="bfloat16")
     assert "dtype" not in cfg
     assert load_model(tmp_path, device="cpu").config.dtype == "bfloat16"
+
+
+def test_gemma3_multimodal_checkpoint_runs_its_text_decoder(tmp_path, capfd):
+    """A multimodal gemma3 folder: the text decoder loads (weights under the language
+    model's prefix), the vision tower is skipped and said so, logits equal the reference's."""
+    from hf_factory import save_gemma3_multimodal
+    from helpers import run
+
+    ref = save_gemma3_multimodal(tmp_path)
+    lm = load_model(tmp_path, device="cpu")
+    assert lm.config.arch == "gemma3_text" and lm.config.rope_local is not None
+    assert lm.plan.dropped and all(n.startswith(("vision_tower.", "multi_modal_projector.")) for n in lm.plan.dropped)
+    ids, mask = _batch()
+    with torch.no_grad():
+        want = ref(input_ids=ids, attention_mask=mask).logits
+    for backend in BACKENDS:
+        got = lm.model(ids, attention_mask=mask, backend=backend).logits
+        torch.testing.assert_close(got[mask.bool()], want[mask.bool()])
+    code, out, _ = run(capfd, "info", "-m", tmp_path)
+    assert code == 0 and "vision tower" in out

@@ -27,8 +27,11 @@ from attncli.model.presets import (
 REQUIRED = [
     "gpt2", "gpt2-medium", "smollm2-135m", "smollm2-360m", "qwen2.5-0.5b",
     "qwen3-0.6b", "llama-3.2-1b", "tinyllama-1.1b", "mistral-7b", "llama-3-8b",
+    # the second round's families
+    "gemma-2-2b", "gemma-3-1b", "pythia-160m", "pythia-1b", "phi-3-mini", "olmo-2-1b", "smollm3-3b",
 ]
 NAMES = preset_names()
+NO_BOS = {"olmo-2-1b"}  # OLMo 2's tokenizer puts no BOS before a prompt; its config.json has none
 
 
 def test_required_presets_exist_and_are_documented():
@@ -49,7 +52,7 @@ def test_preset_builds_through_strict_from_hf(name):
     assert "source" not in raw and raw["model_type"] == PRESETS[name]["model_type"]
     # The checkpoint dtype and ids travel through.
     assert cfg.dtype in ("float32", "bfloat16", "float16")
-    assert cfg.bos_token_id is not None and cfg.eos_token_ids
+    assert (cfg.bos_token_id is not None or name in NO_BOS) and cfg.eos_token_ids
     assert cfg.vocab_size > max(cfg.eos_token_ids)
 
 
@@ -177,3 +180,18 @@ def test_every_preset_keeps_its_provenance_note():
     assert set(NOTES) == set(PRESETS)
     for name in NAMES:
         assert len(NOTES[name]) >= 40, name  # where the fields were checked, and what was dropped
+
+
+def test_info_names_the_new_families_layer_kinds():
+    gemma2 = model_info(preset_config("gemma-2-2b"), dtype=torch.bfloat16)
+    assert gemma2["sliding_layers"] == list(range(0, 26, 2)) and gemma2["sliding_window"] == 4096
+    assert (gemma2["attn_softcap"], gemma2["final_softcap"], gemma2["norms"]) == (50.0, 30.0, "sandwich")
+    gemma3 = model_info(preset_config("gemma-3-1b"), dtype=torch.bfloat16)
+    assert [i for i in range(26) if i not in gemma3["sliding_layers"]] == [5, 11, 17, 23]
+    assert gemma3["attn_softcap"] is None and "sliding layers theta 10000" in gemma3["position"]
+    smol = model_info(preset_config("smollm3-3b"), dtype=torch.bfloat16)
+    assert smol["nope_layers"] == list(range(3, 36, 4)) and smol["sliding_layers"] == []
+    pythia = model_info(preset_config("pythia-160m"), dtype=torch.float16)
+    assert pythia["rotary_dims"] == 16 and pythia["parallel_residual"] and "16 of 64 dims rotate" in pythia["position"]
+    phi = model_info(preset_config("phi-3-mini"), dtype=torch.bfloat16)
+    assert phi["sliding_window"] == 2047 and len(phi["sliding_layers"]) == 32

@@ -47,3 +47,16 @@ def test_window_caps_attention():
     step = forward_cost(cfg, batch=1, t=1, offset=5000, weight_bytes=0, dtype=torch.float32)
     assert step.attention_flops == 2 * 2 * 4 * 16 * 2 * 16  # 16 keys per layer, not 5001
     assert attention_crossover(cfg) is None or attention_crossover(cfg) <= 16
+
+
+def test_attention_flops_count_each_layer_kind_window():
+    """Gemma 2 alternates sliding (W = 4,096) and global layers: at T = 8,192 the sliding
+    half attends W keys per query past the window, the global half all earlier ones."""
+    from attncli.model.presets import preset_config
+
+    cfg = preset_config("gemma-2-2b")
+    t, w, half = 8192, 4096, cfg.num_layers // 2
+    cost = forward_cost(cfg, batch=1, t=t, offset=0, weight_bytes=0, dtype=torch.bfloat16)
+    full_pairs = t * (t + 1) // 2
+    window_pairs = w * (w + 1) // 2 + w * (t - w)
+    assert cost.attention_flops == 4 * cfg.num_heads * cfg.head_dim * half * (full_pairs + window_pairs)

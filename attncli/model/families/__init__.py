@@ -22,8 +22,8 @@ BY_ARCH: dict[str, Family] = {}
 BY_MODEL_TYPE: dict[str, Family] = {}
 for _name in MODULES:
     for _family in importlib.import_module(f"{__name__}.{_name}").FAMILIES:
-        BY_ARCH[_family.arch] = _family
-        for _model_type in (_family.arch, *_family.aliases):
+        BY_ARCH.setdefault(_family.arch, _family)  # a wrapper's reader (model_type set) shares its arch
+        for _model_type in (_family.model_type or _family.arch, *_family.aliases):
             BY_MODEL_TYPE[_model_type] = _family
 SUPPORTED = sorted(BY_MODEL_TYPE)
 
@@ -49,9 +49,10 @@ def read_config(cfg: dict[str, Any], generation_config: dict[str, Any] | None = 
     if unknown:
         raise ModelLoadError(f"config.json field(s) not implemented by attncli for {model_type}: {', '.join(unknown)}")
     gen = generation_config or {}
-    eos = gen.get("eos_token_id", cfg.get("eos_token_id"))
-    bos = gen.get("bos_token_id", cfg.get("bos_token_id"))
-    pad = gen.get("pad_token_id", cfg.get("pad_token_id"))
+    text = cfg.get("text_config") or {}  # a multimodal wrapper may keep the ids with its text decoder
+    eos = gen.get("eos_token_id", cfg.get("eos_token_id", text.get("eos_token_id")))
+    bos = gen.get("bos_token_id", cfg.get("bos_token_id", text.get("bos_token_id")))
+    pad = gen.get("pad_token_id", cfg.get("pad_token_id", text.get("pad_token_id")))
     return ModelConfig(
         arch=fam.arch,
         bos_token_id=first_id(bos),

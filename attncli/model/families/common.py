@@ -70,6 +70,16 @@ class Src:
 
 
 WeightMap = dict[str, list[Src]]  # our parameter (layer as {}) -> the checkpoint tensors it is made of
+# How a checkpoint spells the family's names: (old prefix, new prefix) pairs, the first that
+# matches a name applies; () spells them as the weight map does.
+Rename = tuple[tuple[str, str], ...]
+
+
+def rename(name: str, layout: Rename) -> str:
+    for old, new in layout:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,13 @@ class Family:
     to_hf: Callable[[ModelConfig], dict[str, Any]]  # ModelConfig -> its config.json fields; refuses what it cannot say
     weights: WeightMap
     dropped: tuple[str, ...] = ()  # regexes of checkpoint tensors that are not weights (old mask/RoPE buffers)
-    prefix: str = ""  # optional prefix some exports put before every name but the LM head
+    # the spellings checkpoints use (GPT-2's ``transformer.`` prefix, a multimodal wrapper's
+    # language-model prefix): loading takes the one its embedding is found under; saving
+    # writes the first
+    layouts: tuple[Rename, ...] = ((),)
     aliases: tuple[str, ...] = ()  # other model_type strings read as this family
+    model_type: str | None = None  # the model_type it reads, when not ``arch`` (a wrapper's config)
+    skips: str = ""  # what the dropped tensors are, for the user (a vision tower)
 
 
 # ---- reading config.json ----
@@ -214,6 +229,31 @@ def plain_wants(c: ModelConfig, **more: Any) -> dict[str, Any]:
                 attn_softcap=None, final_softcap=None, rotary_dim=c.head_dim, rope_local=None, nope_layers=[],
                 qk_norm_scope="head", rope_in_float32=False)
     return {**want, **more}
+
+
+def shape_to_hf(c: ModelConfig, *, act_key: str, acts: dict[str, str], kv_heads: bool = True) -> dict[str, Any]:
+    """The shape fields most config.json files spell alike (``kv_heads``: the file states
+    num_key_value_heads and head_dim)."""
+    out: dict[str, Any] = {
+        "vocab_size": c.vocab_size,
+        "hidden_size": c.hidden_size,
+        "intermediate_size": c.intermediate_size,
+        "num_hidden_layers": c.num_layers,
+        "num_attention_heads": c.num_heads,
+    }
+    if kv_heads:
+        out.update(num_key_value_heads=c.num_kv_heads, head_dim=c.head_dim)
+    out[act_key] = acts[c.act]
+    out["max_position_embeddings"] = c.max_position_embeddings
+    return out
+
+
+def layer_pairs(layer: str, pairs: list[tuple[str, str]], parts: tuple[str, ...] = ("weight", "bias"),
+                **how: Any) -> WeightMap:
+    """Weight-map entries for modules that map one to one: ours -> ``layer`` + theirs, for
+    each of ``parts``; ``how``: Src options (transpose, heads_interleaved)."""
+    return {f"layers.{{}}.{ours}.{part}": [Src(f"{layer}{theirs}.{part}", **how)]
+            for ours, theirs in pairs for part in parts}
 
 
 def refuse_inexpressible(c: ModelConfig, want: dict[str, Any], *, scales: set[float], acts: dict[str, str],

@@ -7,7 +7,9 @@ Gemma 2 soft-caps scores (cap * tanh(s / cap), before the mask; 50 by default) a
 logits (30); its default pattern slides every even layer. Gemma 3 adds per-head q/k norms
 before RoPE, gives its sliding layers their own RoPE base (``rope_local_base_freq``, or 5.x's
 ``rope_parameters["sliding_attention"]``; legacy ``rope_scaling`` applies to global layers
-only), has no caps by default, and slides five layers in six.
+only), has no caps by default, and slides five layers in six. A multimodal ``gemma3``
+checkpoint is read for its text decoder (weights under the language model's prefix); the
+vision tower is skipped, and the load plan lists it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from attncli.errors import ModelLoadError
 from attncli.model.config import ModelConfig
 from attncli.model.families.common import (
-    Family, Reader, Src, activation, plain_wants, read_rope, refuse_inexpressible, rope_from, rope_to_hf,
+    HARMLESS, Family, Reader, Src, activation, plain_wants, read_rope, refuse_inexpressible, rope_from, rope_to_hf,
+    shape_to_hf,
 )
 from attncli.model.families.llama import DROPPED, layout_weights
 
@@ -116,15 +119,7 @@ def _scalar(scale: float) -> float | int:
 def _to_hf(c: ModelConfig) -> dict[str, Any]:
     names = {v: k for k, v in _TYPE_NAMES.items()}
     return {
-        "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size,
-        "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.num_layers,
-        "num_attention_heads": c.num_heads,
-        "num_key_value_heads": c.num_kv_heads,
-        "head_dim": c.head_dim,
-        "hidden_activation": HF_ACTIVATIONS[c.act],
-        "max_position_embeddings": c.max_position_embeddings,
+        **shape_to_hf(c, act_key="hidden_activation", acts=HF_ACTIVATIONS),
         "rms_norm_eps": c.norm_eps,
         "query_pre_attn_scalar": _scalar(c.attn_scale),
         "attn_logit_softcapping": c.attn_softcap,
@@ -160,7 +155,37 @@ def _weights():
     return out
 
 
+def parse_gemma3_multimodal(r: Reader) -> dict[str, Any]:
+    """A multimodal ``gemma3`` config.json: its text decoder (``text_config``), strictly; the
+    vision tower and projector are not loaded (their tensors are listed as skipped)."""
+    for key in ("vision_config", "mm_tokens_per_image", "boi_token_index", "eoi_token_index",
+                "image_token_index", "initializer_range"):
+        r.get(key)
+    text = dict(r.need("text_config"))
+    sub = Reader(text, set())
+    out = parse_gemma3(sub)
+    unknown = sorted(k for k in text if k not in sub.used and k not in HARMLESS)
+    if unknown:
+        raise ModelLoadError(f"config.json text_config field(s) not implemented by attncli for gemma3: {', '.join(unknown)}")
+    if r.cfg.get("tie_word_embeddings") is not None:
+        out["tie_word_embeddings"] = r.get("tie_word_embeddings")
+    return out
+
+
+# Where a multimodal Gemma 3 checkpoint keeps the text decoder: the spelling transformers
+# saves to the Hub (4.5x's, which 5.x still writes), and 5.x's in-memory one.
+_MULTIMODAL = (
+    (("lm_head.", "language_model.lm_head."), ("model.", "language_model.model.")),
+    (("lm_head.", "lm_head."), ("model.", "model.language_model.")),
+)
+_VISION = (r"(vision_tower|multi_modal_projector)\..*",)
+
 FAMILIES = [
     Family("gemma2", "Gemma2ForCausalLM", parse_gemma2, gemma2_to_hf, _weights(), DROPPED),
-    Family("gemma3_text", "Gemma3ForCausalLM", parse_gemma3, gemma3_to_hf, _weights(), DROPPED),
+    Family("gemma3_text", "Gemma3ForCausalLM", parse_gemma3, gemma3_to_hf, _weights(), DROPPED + _VISION,
+           layouts=((), *_MULTIMODAL), skips="the vision tower and projector (attncli runs the text decoder)"),
+    # the text decoder of a multimodal checkpoint: read as gemma3_text, saved as one
+    Family("gemma3_text", "Gemma3ForCausalLM", parse_gemma3_multimodal, gemma3_to_hf, _weights(), DROPPED + _VISION,
+           layouts=((), *_MULTIMODAL), model_type="gemma3",
+           skips="the vision tower and projector (attncli runs the text decoder)"),
 ]

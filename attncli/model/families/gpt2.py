@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from attncli.model.config import ModelConfig
-from attncli.model.families.common import Family, Reader, Src, WeightMap, activation, plain_wants, refuse_inexpressible
+from attncli.model.families.common import (
+    Family, Reader, Src, WeightMap, activation, layer_pairs, plain_wants, refuse_inexpressible,
+)
 
 # ours -> the config.json spelling GPT-2 uses for it
 HF_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu", "silu": "silu"}
@@ -66,16 +68,10 @@ def _weights() -> WeightMap:
         "norm.bias": [Src("ln_f.bias")],
         "lm_head.weight": [Src("lm_head.weight")],
     }
-    for ours, theirs, conv in [
-        ("attn_norm", "ln_1", False),
-        ("mlp_norm", "ln_2", False),
-        ("attn.qkv", "attn.c_attn", True),
-        ("attn.o", "attn.c_proj", True),
-        ("mlp.up", "mlp.c_fc", True),
-        ("mlp.down", "mlp.c_proj", True),
-    ]:
-        out[f"layers.{{}}.{ours}.weight"] = [Src(f"{L}{theirs}.weight", transpose=conv)]
-        out[f"layers.{{}}.{ours}.bias"] = [Src(f"{L}{theirs}.bias")]
+    out |= layer_pairs(L, [("attn_norm", "ln_1"), ("mlp_norm", "ln_2")])
+    conv = [("attn.qkv", "attn.c_attn"), ("attn.o", "attn.c_proj"), ("mlp.up", "mlp.c_fc"), ("mlp.down", "mlp.c_proj")]
+    out |= layer_pairs(L, conv, ("weight",), transpose=True)  # Conv1D: (in, out)
+    out |= layer_pairs(L, conv, ("bias",))
     return out
 
 
@@ -87,6 +83,6 @@ FAMILIES = [
         to_hf=to_hf,
         weights=_weights(),
         dropped=(r"h\.\d+\.attn\.bias", r"h\.\d+\.attn\.masked_bias"),  # causal-mask buffers of old exports
-        prefix="transformer.",
+        layouts=((("lm_head.", "lm_head."), ("", "transformer.")), ()),  # HF saves with the prefix
     ),
 ]

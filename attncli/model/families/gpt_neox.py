@@ -11,7 +11,8 @@ from typing import Any
 
 from attncli.model.config import ModelConfig
 from attncli.model.families.common import (
-    Family, Reader, Src, WeightMap, activation, plain_wants, read_rope, refuse_inexpressible, rope_to_hf, rotary_dims,
+    Family, Reader, Src, WeightMap, activation, layer_pairs, plain_wants, read_rope, refuse_inexpressible, rope_to_hf,
+    rotary_dims, shape_to_hf,
 )
 
 HF_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
@@ -54,13 +55,7 @@ def to_hf(c: ModelConfig) -> dict[str, Any]:
     refuse_inexpressible(c, want, scales={c.head_dim**-0.5}, acts=HF_ACTIVATIONS)
     rope = rope_to_hf(c.rope)
     return {
-        "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size,
-        "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.num_layers,
-        "num_attention_heads": c.num_heads,
-        "hidden_act": HF_ACTIVATIONS[c.act],
-        "max_position_embeddings": c.max_position_embeddings,
+        **shape_to_hf(c, act_key="hidden_act", acts=HF_ACTIVATIONS, kv_heads=False),
         "layer_norm_eps": c.norm_eps,
         "rotary_emb_base": c.rope.theta,
         "rotary_pct": c.rotary_dim / c.head_dim,
@@ -72,19 +67,13 @@ def to_hf(c: ModelConfig) -> dict[str, Any]:
 
 def _weights() -> WeightMap:
     L = "gpt_neox.layers.{}."
-    out: WeightMap = {
-        "embed.weight": [Src("gpt_neox.embed_in.weight")],
-        "norm.weight": [Src("gpt_neox.final_layer_norm.weight")],
-        "norm.bias": [Src("gpt_neox.final_layer_norm.bias")],
-        "lm_head.weight": [Src("embed_out.weight")],
-    }
-    for ours, theirs in [("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm"),
-                         ("attn.o", "attention.dense"), ("mlp.up", "mlp.dense_h_to_4h"),
-                         ("mlp.down", "mlp.dense_4h_to_h")]:
-        for part in ("weight", "bias"):
-            out[f"layers.{{}}.{ours}.{part}"] = [Src(f"{L}{theirs}.{part}")]
-    for part in ("weight", "bias"):
-        out[f"layers.{{}}.attn.qkv.{part}"] = [Src(f"{L}attention.query_key_value.{part}", heads_interleaved=True)]
+    out = layer_pairs(L, [("attn_norm", "input_layernorm"), ("mlp_norm", "post_attention_layernorm"),
+                          ("attn.o", "attention.dense"), ("mlp.up", "mlp.dense_h_to_4h"),
+                          ("mlp.down", "mlp.dense_4h_to_h")])
+    out |= layer_pairs(L, [("attn.qkv", "attention.query_key_value")], heads_interleaved=True)
+    out["embed.weight"] = [Src("gpt_neox.embed_in.weight")]
+    out["lm_head.weight"] = [Src("embed_out.weight")]
+    out["norm.weight"], out["norm.bias"] = [Src("gpt_neox.final_layer_norm.weight")], [Src("gpt_neox.final_layer_norm.bias")]
     return out
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from attncli.model.config import ModelConfig, RopeConfig
 from attncli.model.families.common import (
     Family, Reader, Src, WeightMap, activation, plain_wants, read_rope, refuse_inexpressible, rope_to_hf,
+    shape_to_hf,
 )
 
 # ours -> the config.json spelling of hidden_act
@@ -55,15 +56,7 @@ def refuse(c: ModelConfig, want: dict[str, Any], extra: list[str] = ()) -> None:
 
 def layout_to_hf(c: ModelConfig) -> dict[str, Any]:
     return {
-        "vocab_size": c.vocab_size,
-        "hidden_size": c.hidden_size,
-        "intermediate_size": c.intermediate_size,
-        "num_hidden_layers": c.num_layers,
-        "num_attention_heads": c.num_heads,
-        "num_key_value_heads": c.num_kv_heads,
-        "head_dim": c.head_dim,
-        "hidden_act": HF_ACTIVATIONS[c.act],
-        "max_position_embeddings": c.max_position_embeddings,
+        **shape_to_hf(c, act_key="hidden_act", acts=HF_ACTIVATIONS),
         "rms_norm_eps": c.norm_eps,
         **rope_to_hf(c.rope or RopeConfig()),
     }

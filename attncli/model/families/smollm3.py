@@ -28,7 +28,8 @@ def parse(r: Reader) -> dict[str, Any]:
     if len(flags) != n:
         raise ModelLoadError(f"config.json no_rope_layers has {len(flags)} entries for {n} layers")
     out["nope_layers"] = [i for i, f in enumerate(flags) if not f]
-    window = r.get("sliding_window", None) if r.get("use_sliding_window", False) else None
+    configured = r.get("sliding_window", None)
+    window = configured if r.get("use_sliding_window", False) else None  # a window only when switched on
     r.get("max_window_layers")  # SmolLM3 reads layer_types (below), not this leftover
     types = r.get("layer_types", None)
     if types is None:
