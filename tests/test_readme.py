@@ -28,3 +28,12 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_install_command_pins_the_cpu_torch():
     blocks = _bash_blocks((ROOT / "README.md").read_text())
     assert any("torch==2.13.0 ." in b and "attncli" in b.split("&&")[-1] for b in blocks)
+
+
+def test_the_command_surface_is_documented_in_the_repo():
+    readme = (ROOT / "README.md").read_text()
+    assert "shared/" not in readme  # users get docs/CLI.md, not a file outside the repository
+    cli_doc = (ROOT / "docs" / "CLI.md").read_text()
+    for command in ("generate", "inspect-mask", "profile", "info"):
+        assert f"## `attncli {command}" in cli_doc, command
+    assert (ROOT / "docs" / "ARCHITECTURE.md").is_file() and "docs/ARCHITECTURE.md" in readme
