@@ -59,7 +59,7 @@ ModelOpt = typer.Option(
 )
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (auto: CUDA if present).")
 DtypeOpt = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16 (auto: checkpoint dtype on GPU, float32 on CPU).")
-AttnOpt = typer.Option("sdpa", "--attn", help="Attention backend: eager | sdpa.")
+AttnOpt = typer.Option("sdpa", "--attn", help="Attention backend: eager | sdpa | flex (FlexAttention, compiled; compile time reported apart).")
 
 
 
@@ -232,7 +232,7 @@ def profile(
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default 1)."),
     mode: Optional[str] = typer.Option(None, "--mode", help="prefill | decode | both (default both)."),
     cache: Optional[str] = typer.Option(None, "--cache", help="Decode with the KV cache: both | on | off (default both)."),
-    attn: Optional[str] = typer.Option(None, "--attn", help="Backends, comma-separated: eager,sdpa (default sdpa)."),
+    attn: Optional[str] = typer.Option(None, "--attn", help="Backends, comma-separated: eager,sdpa,flex (default sdpa)."),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="Timed runs per row; the median is reported (default 3)."),
     warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed runs first (default 1)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write the results as JSON, after every row (atomically)."),

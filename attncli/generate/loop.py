@@ -108,6 +108,11 @@ class Generation:
     ):
         if compile and not use_cache:
             raise BadInputError("--compile compiles the cached decode step: it needs the KV cache (drop --no-cache)")
+        if backend == "flex" and compile:
+            raise BadInputError("--attn flex compiles its own kernel; drop --compile (it compiles the sdpa/eager step)")
+        if backend == "flex" and not use_cache:
+            raise BadInputError("--attn flex compiles one kernel per sequence length, and without the cache every step "
+                                "is a new length: use --attn sdpa or eager for the no-cache baseline")
         if not prompts or any(len(p) == 0 for p in prompts):
             raise BadInputError("every prompt must have at least one token")
         check_max_new_tokens(max_new_tokens)
@@ -136,7 +141,7 @@ class Generation:
         (within the context): runs of similar lengths reuse one compiled step instead of
         recompiling (and past torch's recompile limit, falling back to eager)."""
         need = prompt_len + self.max_new_tokens
-        if not self.compile:
+        if not (self.compile or self.backend == "flex"):  # flex too compiles for the cache's shape
             return need
         rounded = -(-need // COMPILE_BUCKET) * COMPILE_BUCKET
         limit = self.model.cfg.max_position_embeddings
@@ -158,6 +163,8 @@ class Generation:
                                          dtype=self.model.dtype, device=device)
                 if self.compile:
                     self._compile_s = compiled_step(self.model).warm(self.cache, self.backend)
+                if self.backend == "flex":
+                    self._compile_s = self._warm_flex(ids, mask)
                 row_pos = (mask.sum(-1, keepdim=True) if mask is not None
                            else torch.full((batch, 1), prompt_len, device=device))  # (B, 1) next positions
                 synchronize(device)
@@ -188,6 +195,21 @@ class Generation:
         finally:
             if self._t0 is not None:
                 self._end = time.perf_counter() - self._t0
+
+    def _warm_flex(self, ids: Tensor, mask: Tensor | None) -> float:
+        """Compile FlexAttention for this run's two shapes (the prefill, a decode step) before
+        the clock starts, on a scratch cache of the same size; returns the seconds spent (one
+        untimed prefill and step included, a small part of it)."""
+        real, self.cache = self.cache, KVCache(self.model.cfg, batch=self.cache.batch, max_len=self.cache.max_len,
+                                               dtype=self.model.dtype, device=ids.device)
+        started = time.perf_counter()
+        try:
+            self._forward(ids, mask)
+            self._forward(ids[:, -1:], None if mask is None else mask[:, -1:])
+            synchronize(ids.device)
+        finally:
+            self.cache = real
+        return time.perf_counter() - started
 
     def _forward(self, ids: Tensor, mask: Tensor | None) -> Tensor:
         out = self.model(ids, attention_mask=mask, cache=self.cache, backend=self.backend, last_only=True)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from attncli.model.attention import AttnProbe, LayerMask, eager_attention, sdpa_attention
+from attncli.model.attention.flex import FlexRunner
 from attncli.model.cache import KVCache
 from attncli.model.config import ModelConfig
 from attncli.model.layers import RMSNorm, activation, make_norm
@@ -38,6 +39,8 @@ class Attention(nn.Module):
         self.scale = cfg.attn_scale / (layer + 1 if cfg.scale_by_inverse_layer_idx else 1)
         self.softcap = cfg.attn_softcap
         self.layer = layer
+        self.kind = "full"
+        self.flex: FlexRunner | None = None  # the model's, set by Transformer
 
     def forward(
         self,
@@ -63,11 +66,13 @@ class Attention(nn.Module):
         q = qk[:, :, : self.h].transpose(1, 2)  # (B, H, T, D)
         k = qk[:, :, self.h :].transpose(1, 2)  # (B, Hkv, T, D)
         v = v.transpose(1, 2)  # (B, Hkv, T, D)
-        if cache is not None:
-            k, v = cache.write(self.layer, k, v, start)  # (B, Hkv, S, D)
-        # SDPA cannot soft-cap scores: capped layers run the eager math under either backend,
+        if cache is not None:  # flex reads every slot (static shapes: one compile), the mask hides the rest
+            k, v = cache.write(self.layer, k, v, start, whole=backend == "flex" and not probe)  # (B, Hkv, S, D)
+        if backend == "flex" and not probe:
+            out, kept = self.flex.attend(q, k, v, lm, self.kind, scale=self.scale, softcap=self.softcap), None
+        # SDPA cannot soft-cap scores: capped layers run the eager math under sdpa,
         # exactly as the reference (which has no SDPA path for them either).
-        if backend == "eager" or probe or self.softcap is not None:
+        elif backend == "eager" or probe or self.softcap is not None:
             out, kept = eager_attention(q, k, v, lm, scale=self.scale, probe=probe, softcap=self.softcap)
         else:
             out, kept = sdpa_attention(q, k, v, lm, scale=self.scale), None
@@ -113,6 +118,9 @@ class Block(nn.Module):
         self.attn = Attention(cfg, layer)
         self.mlp = MLP(cfg)
         self.window = cfg.window_of(layer)
+        self.chunk = cfg.chunk_of(layer)
+        self.kind = cfg.layer_types[layer]  # which of the model's masks the layer applies
+        self.attn.kind = self.kind
         self.rope = cfg.rope_of(layer)  # "global" | "local" | None
 
     def step(self, x: Tensor, rope, lm: LayerMask, cache: KVCache | None, start, backend: str,

@@ -54,8 +54,10 @@ class KVCache:
             self.has_padding = True
         return start
 
-    def write(self, layer: int, k_new: Tensor, v_new: Tensor, start: int | Tensor) -> tuple[Tensor, Tensor]:
-        """Store (B, Hkv, T, D) at slots start..start+T-1; return the filled prefix (views).
+    def write(self, layer: int, k_new: Tensor, v_new: Tensor, start: int | Tensor,
+              whole: bool = False) -> tuple[Tensor, Tensor]:
+        """Store (B, Hkv, T, D) at slots start..start+T-1; return the filled prefix (views), or
+        with ``whole`` every slot (FlexAttention: static shapes, the mask hides the rest).
         With ``start`` a (T,) tensor of slots (a compiled decode step): index_copy_ there
         and return every slot, so that shapes never change."""
         if isinstance(start, Tensor):
@@ -65,6 +67,8 @@ class KVCache:
         end = start + k_new.shape[2]
         self.k[layer][:, :, start:end] = k_new
         self.v[layer][:, :, start:end] = v_new
+        if whole:
+            return self.k[layer], self.v[layer]
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
     def commit(self, t: int) -> None:

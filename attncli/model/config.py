@@ -65,7 +65,8 @@ class ModelConfig:
     rope_in_float32: bool = False  # OLMo 2 rotates q/k in float32 and rounds once; others in the run dtype
     tie_word_embeddings: bool = False
     sliding_window: int | None = None
-    layer_types: list[str] | None = None  # per layer: "full" | "sliding"
+    layer_types: list[str] | None = None  # per layer: "full" | "sliding" | "chunked"
+    chunk_size: int | None = None  # C of "chunked" layers: keys in the query's own chunk of C positions (Llama 4)
     attn_scale: float | None = None  # None -> 1/sqrt(D)
     scale_by_inverse_layer_idx: bool = False  # GPT-2 option: scores /= (layer + 1)
     bos_token_id: int | None = None
@@ -97,6 +98,11 @@ class ModelConfig:
             )
         if "sliding" in self.layer_types and not self.sliding_window:
             raise ModelLoadError("layer_types asks for sliding layers but sliding_window is not set")
+        if "chunked" in self.layer_types and not self.chunk_size:
+            raise ModelLoadError("layer_types asks for chunked layers but the chunk size is not set")
+        bad = sorted(set(self.layer_types) - {"full", "sliding", "chunked"})
+        if bad:
+            raise ModelLoadError(f"unknown layer type(s) {', '.join(bad)}")
         if self.qk_norm_scope not in ("head", "projection"):
             raise ModelLoadError(f"qk_norm_scope must be 'head' or 'projection', got {self.qk_norm_scope!r}")
         if self.norm_placement not in ("pre", "post", "sandwich"):
@@ -146,6 +152,9 @@ class ModelConfig:
 
     def window_of(self, layer: int) -> int | None:
         return self.sliding_window if self.layer_types[layer] == "sliding" else None
+
+    def chunk_of(self, layer: int) -> int | None:
+        return self.chunk_size if self.layer_types[layer] == "chunked" else None
 
     def rope_of(self, layer: int) -> str | None:
         """Which rotary table a layer applies: "global", "local" (a sliding layer with its own

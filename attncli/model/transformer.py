@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attncli.errors import BadInputError
 from attncli.model.attention import AttnProbe, LayerMask, check_backend, layer_mask, static_layer_mask
+from attncli.model.attention.flex import FlexRunner
 from attncli.model.blocks import Block
 from attncli.model.cache import KVCache
 from attncli.model.config import ModelConfig
@@ -44,9 +46,12 @@ class Transformer(nn.Module):
             self.pos_embed = Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
         # The distinct masks the layers apply: ("full", None) and/or ("sliding", W).
-        self.mask_kinds: dict[str, int | None] = {}
+        # The distinct masks the layers apply, by layer kind: its window and chunk size.
+        self.mask_kinds: dict[str, tuple[int | None, int | None]] = {}
+        self.flex = FlexRunner()  # compiled FlexAttention and its block masks, for --attn flex
         for block in self.layers:
-            self.mask_kinds.setdefault("sliding" if block.window is not None else "full", block.window)
+            self.mask_kinds.setdefault(block.kind, (block.window, block.chunk))
+            block.attn.flex = self.flex
         self.norm = make_norm(cfg, cfg.hidden_size)
         self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.rope_kinds = sorted({block.rope for block in self.layers if block.rope is not None})
@@ -76,6 +81,7 @@ class Transformer(nn.Module):
         attention_mask: Tensor | None = None,  # (B, T) 1 = real token, 0 = left padding
         cache: KVCache | None = None,
         positions: Tensor | None = None,  # (B, T); derived from the padding when None
+        documents: Tensor | None = None,  # (B, T) document id per token: packed sequences (no cache)
         backend: str = "sdpa",
         probe: bool = False,
         last_only: bool = False,
@@ -83,6 +89,8 @@ class Transformer(nn.Module):
         check_backend(backend)
         b, t = input_ids.shape
         device = input_ids.device
+        if documents is not None and cache is not None:
+            raise BadInputError("packed documents run without a KV cache")
         if cache is not None:
             start = cache.reserve(t, attention_mask)
             kv_valid = cache.valid if cache.has_padding else None  # (B, S_max)
@@ -90,6 +98,11 @@ class Transformer(nn.Module):
             start = 0
             kv_valid = attention_mask.bool() if attention_mask is not None else None  # (B, T)
         kv_len = start + t
+        flex = backend == "flex" and not probe
+        if flex and start == 0:
+            self.flex.reset()  # a new sequence: new padding, new block masks
+        if flex and cache is not None:
+            kv_len = cache.max_len  # flex reads every slot; causality hides those not yet written
         if positions is None:
             positions = self.positions(kv_valid, start, t, b, device)
 
@@ -97,9 +110,13 @@ class Transformer(nn.Module):
         ropes = self._ropes(positions, x.dtype)
 
         masks: dict[str, LayerMask] = {}
-        for kind, window in self.mask_kinds.items():
-            masks[kind] = layer_mask(window=window, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
-                                     kv_valid=kv_valid, device=device, need_explicit=probe)
+        slot_pos = None
+        if kv_valid is not None and any(chunk for _, chunk in self.mask_kinds.values()):
+            slot_pos = (kv_valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, S) position of each slot
+        for kind, (window, chunk) in self.mask_kinds.items():
+            masks[kind] = layer_mask(window=window, chunk=chunk, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
+                                     kv_valid=kv_valid, device=device, need_explicit=probe or flex,
+                                     documents=documents, slot_pos=slot_pos)
         x, probes = self._blocks(x, ropes, masks, cache, start, backend, probe)
         if cache is not None:
             cache.commit(t)
@@ -129,7 +146,7 @@ class Transformer(nn.Module):
     def _blocks(self, x, ropes, masks, cache, start, backend, probe):
         probes: list[AttnProbe] = []
         for block in self.layers:
-            lm = masks["sliding" if block.window is not None else "full"]
+            lm = masks[block.kind]
             rope = ropes[block.rope] if block.rope is not None else None
             x, kept = block.step(x, rope, lm, cache, start, backend, probe)
             if kept is not None:
@@ -152,8 +169,9 @@ class Transformer(nn.Module):
         x = self._embed(ids, positions)  # (B, 1, C)
         ropes = self._ropes(positions, x.dtype)
         kv_valid = cache.valid if cache.has_padding else None
-        masks = {kind: static_layer_mask(window=window, batch=b, slot=slot, kv_len=cache.max_len, kv_valid=kv_valid)
-                 for kind, window in self.mask_kinds.items()}
+        masks = {kind: static_layer_mask(window=window, chunk=chunk, batch=b, slot=slot, kv_len=cache.max_len,
+                                         kv_valid=kv_valid)
+                 for kind, (window, chunk) in self.mask_kinds.items()}
         x, _ = self._blocks(x, ropes, masks, cache, slot, backend, False)
         return self._logits(x)[:, -1]
 

@@ -17,7 +17,7 @@ from attncli.model.attention.masks import LayerMask, explicit
 
 Tensor = torch.Tensor
 
-BACKENDS = ("eager", "sdpa")
+BACKENDS = ("eager", "sdpa", "flex")
 
 
 @dataclass

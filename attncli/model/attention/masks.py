@@ -23,7 +23,7 @@ from attncli.errors import BadInputError
 Tensor = torch.Tensor
 MaskFn = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 
-MASK_KINDS = ("causal", "sliding", "padding", "full")
+MASK_KINDS = ("causal", "sliding", "padding", "full", "chunked")
 
 
 # ---- predicates ----
@@ -34,7 +34,7 @@ def causal() -> MaskFn:
 def sliding_window(window: int) -> MaskFn:
     """Keys strictly less than ``window`` slots behind the query: ``window`` keys,
     the query's own included (the convention of Mistral and transformers)."""
-    if window < 1:
+    if isinstance(window, int) and window < 1:
         raise BadInputError(f"window must be >= 1, got {window}")
     return lambda b, h, q, kv: kv > q - window
 
@@ -42,6 +42,22 @@ def sliding_window(window: int) -> MaskFn:
 def padding(kv_valid: Tensor) -> MaskFn:
     """``kv_valid`` (B, S) is True where a key slot holds a real token."""
     return lambda b, h, q, kv: kv_valid[b, kv]
+
+
+def document(doc_ids: Tensor) -> MaskFn:
+    """``doc_ids`` (B, S): the document each slot belongs to (packed sequences): keys of the
+    query's own document only."""
+    return lambda b, h, q, kv: doc_ids[b, q] == doc_ids[b, kv]
+
+
+def chunked(chunk: int, slot_pos: Tensor | None = None) -> MaskFn:
+    """Keys in the query's own chunk of ``chunk`` positions (Llama 4's chunked attention).
+    ``slot_pos`` (B, S): each slot's position (left padding subtracted); None: slot = position."""
+    if isinstance(chunk, int) and chunk < 1:
+        raise BadInputError(f"chunk must be >= 1, got {chunk}")
+    if slot_pos is None:
+        return lambda b, h, q, kv: q // chunk == kv // chunk
+    return lambda b, h, q, kv: slot_pos[b, q] // chunk == slot_pos[b, kv] // chunk
 
 
 def full() -> MaskFn:
@@ -86,7 +102,8 @@ def build_mask(
     return fn(b, h, q, kv).expand(batch, 1, q_len, kv_len)
 
 
-def mask_fn(kind: str, *, window: int | None = None, kv_valid: Tensor | None = None) -> MaskFn:
+def mask_fn(kind: str, *, window: int | None = None, kv_valid: Tensor | None = None,
+            chunk: int | None = None, slot_pos: Tensor | None = None) -> MaskFn:
     """The predicate of a named mask kind; padding is added whenever ``kv_valid`` is given."""
     if kind not in MASK_KINDS:
         raise BadInputError(f"unknown mask kind {kind!r}; known: {', '.join(MASK_KINDS)}")
@@ -95,6 +112,10 @@ def mask_fn(kind: str, *, window: int | None = None, kv_valid: Tensor | None = N
         if window is None:
             raise BadInputError("a sliding mask needs a window (--window W)")
         fns.append(sliding_window(window))
+    if kind == "chunked":
+        if chunk is None:
+            raise BadInputError("a chunked mask needs a chunk size (--chunk C)")
+        fns.append(chunked(chunk, slot_pos))
     if kind == "padding" and kv_valid is None:
         raise BadInputError("a padding mask needs padded prompts (give two or more of different lengths)")
     if kv_valid is not None:
@@ -103,11 +124,25 @@ def mask_fn(kind: str, *, window: int | None = None, kv_valid: Tensor | None = N
 
 
 @dataclass(frozen=True)
+class MaskSpec:
+    """The parameters of a layer's mask (causal always): what FlexAttention rebuilds it from."""
+
+    window: int | None = None
+    chunk: int | None = None
+    documents: Tensor | None = None  # (B, S)
+    kv_valid: Tensor | None = None  # (B, S)
+    slot_pos: Tensor | None = None  # (B, S), for chunks under left padding
+    q_offset: int = 0
+
+
+@dataclass(frozen=True)
 class LayerMask:
-    """What one attention call needs: an explicit bool mask, or None with is_causal."""
+    """What one attention call needs: an explicit bool mask, or None with is_causal; and the
+    parameters it was built from (queries from slot ``spec.q_offset``)."""
 
     mask: Tensor | None  # (B, 1, T, S) bool
     is_causal: bool
+    spec: MaskSpec = MaskSpec()
 
 
 def layer_mask(
@@ -120,37 +155,58 @@ def layer_mask(
     kv_valid: Tensor | None,
     device: torch.device | str,
     need_explicit: bool = False,
+    chunk: int | None = None,
+    documents: Tensor | None = None,
+    slot_pos: Tensor | None = None,
 ) -> LayerMask:
-    """The mask a decoder layer applies: causal, within ``window`` if given, and over
-    real keys only if ``kv_valid`` is given.
+    """The mask a decoder layer applies: causal, within ``window`` if given, within the
+    query's chunk if ``chunk`` is given (``slot_pos``: positions per slot, for left padding),
+    within the query's document if ``documents`` (B, S) is given, and over real keys only if
+    ``kv_valid`` is given.
 
     SDPA gets no mask and ``is_causal=True`` only when that is exactly right: queries
     start at slot 0 and cover all keys, no padding, and the window (if any) hides nothing.
     """
     window_hides = window is not None and window < kv_len
-    if not need_explicit and kv_valid is None and not window_hides and q_offset + q_len == kv_len:
+    chunk_hides = chunk is not None and chunk < kv_len
+    spec = MaskSpec(window if window_hides else None, chunk if chunk_hides else None, documents,
+                    None if kv_valid is None else kv_valid[:, :kv_len], slot_pos, q_offset)
+    plain = kv_valid is None and documents is None and not window_hides and not chunk_hides
+    if not need_explicit and plain and q_offset + q_len == kv_len:
         if q_offset == 0:
-            return LayerMask(None, True)  # a prefill: plain causal
+            return LayerMask(None, True, spec)  # a prefill: plain causal
         if q_len == 1:
-            return LayerMask(None, False)  # one query in the last slot sees every key
-    
+            return LayerMask(None, False, spec)  # one query in the last slot sees every key
+    mask = build_mask(spec_fn(spec), batch=batch, q_len=q_len, kv_len=kv_len, q_offset=q_offset, device=device)
+    return LayerMask(mask, False, spec)
+
+
+def spec_fn(spec: MaskSpec) -> MaskFn:
+    """The predicate of a layer's mask: causal, and each part the spec has."""
     fns = [causal()]
-    if window_hides:
-        fns.append(sliding_window(window))
-    if kv_valid is not None:
-        fns.append(padding(kv_valid[:, :kv_len]))
-    mask = build_mask(and_masks(*fns), batch=batch, q_len=q_len, kv_len=kv_len, q_offset=q_offset, device=device)
-    return LayerMask(mask, False)
+    if spec.window is not None:
+        fns.append(sliding_window(spec.window))
+    if spec.chunk is not None:
+        fns.append(chunked(spec.chunk, spec.slot_pos))
+    if spec.documents is not None:
+        fns.append(document(spec.documents))
+    if spec.kv_valid is not None:
+        fns.append(padding(spec.kv_valid))
+    return and_masks(*fns)
 
 
 def static_layer_mask(
-    *, window: int | None, batch: int, slot: Tensor, kv_len: int, kv_valid: Tensor | None
+    *, window: int | None, batch: int, slot: Tensor, kv_len: int, kv_valid: Tensor | None,
+    chunk: int | None = None,
 ) -> LayerMask:
     """The mask of one query at cache slot ``slot`` (a (1,) tensor, so that a compiled step
-    does not specialise on it) over all ``kv_len`` slots: causal, windowed, padded."""
+    does not specialise on it) over all ``kv_len`` slots: causal, windowed, chunked, padded."""
     fns = [causal()]
     if window is not None:
         fns.append(sliding_window(window))
+    if chunk is not None:
+        slot_pos = (kv_valid.long().cumsum(-1) - 1).clamp(min=0) if kv_valid is not None else None
+        fns.append(chunked(chunk, slot_pos))
     if kv_valid is not None:
         fns.append(padding(kv_valid))
     mask = build_mask(and_masks(*fns), batch=batch, q_len=1, kv_len=kv_len, q_offset=slot, device=slot.device)
