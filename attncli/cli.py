@@ -144,10 +144,15 @@ def inspect_mask(
              "pseudo-random token ids through the model."),
     kind: Optional[str] = typer.Option(
         None, "--kind",
-        help="causal | sliding | padding | full. Masks alone: the mask to build (default causal; sliding with "
-             "--window, padding with --pad). With a model: which layers to show, causal (full-attention layers) "
-             "or sliding (default: every kind the model uses)."),
+        help="causal | sliding | padding | full | chunked. Masks alone: the mask to build (default causal; sliding "
+             "with --window, padding with --pad, chunked with --chunk). With a model: which layers to show, causal "
+             "(full-attention layers), sliding or chunked (default: every kind the model uses)."),
     window: Optional[int] = typer.Option(None, "--window", help="Masks alone: window W of --kind sliding (W keys, the query's own included)."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="Masks alone: chunk C of --kind chunked (keys in the query's own chunk of C positions)."),
+    block_size: int = typer.Option(128, "--block-size", help="Block of the kernel whose view is shown (FlexAttention's: 128)."),
+    packed: bool = typer.Option(False, "--packed", help="Pack the prompts into one sequence of documents (positions restart, block-diagonal causal mask)."),
+    packed_positions: str = typer.Option("reset", "--packed-positions", help="reset | continuous (the bug: positions run on across documents)."),
+    packed_mask: str = typer.Option("document", "--packed-mask", help="document | causal (the bug: no document mask)."),
     pad: int = typer.Option(0, "--pad", help="Masks alone: the first P slots are left padding."),
     layer: Optional[int] = typer.Option(None, "--layer", help="Layer whose mask, scores and weights are shown (default: the first)."),
     head: Optional[int] = typer.Option(None, "--head", help="Head for --scores/--weights (default 0)."),
@@ -169,6 +174,7 @@ def inspect_mask(
     from attncli import console
     from attncli.errors import BadInputError, CheckFailedError
     from attncli.inspect import audit, dumps, leakcheck, render, reports
+    from attncli.inspect import packed as packed_docs
     from attncli.model.attention import check_backend
 
     check_backend(attn)
@@ -177,17 +183,21 @@ def inspect_mask(
     if model is None and not prompts:
         if seq_len is None:
             raise BadInputError("give prompts (and -m MODEL), or --seq-len N for masks alone")
-        if scores or weights or layer is not None or head is not None:
-            raise BadInputError("--scores, --weights, --layer and --head need a model (-m)")
-        report = reports.masks_alone(seq_len, kind=kind, window=window, pad=pad)
+        if scores or weights or layer is not None or head is not None or packed:
+            raise BadInputError("--scores, --weights, --layer, --head and --packed need a model (-m) and prompts")
+        report = reports.masks_alone(seq_len, kind=kind, window=window, pad=pad, chunk=chunk, block_size=block_size)
         checks = leakcheck.check_alone(report) if check else None
     else:
         from attncli.checkpoint.load import load_config, load_model
         from attncli.checkpoint.tokenizer import Tokenizer
 
-        if window is not None or pad:
-            raise BadInputError("--window and --pad are for masks alone; a model's window comes from its config.json "
-                                "and its padding from prompts of different lengths")
+        if window is not None or pad or chunk is not None:
+            raise BadInputError("--window and --pad are for masks alone (so is --chunk); a model's window and chunks "
+                                "come from its config.json and its padding from prompts of different lengths")
+        if packed and not prompts:
+            raise BadInputError("--packed packs prompts: give two or more")
+        if (packed_positions != "reset" or packed_mask != "document") and not packed:
+            raise BadInputError("--packed-positions and --packed-mask apply with --packed")
         if prompts and seq_len is not None:
             raise BadInputError("give prompts or --seq-len, not both")
         if not prompts and seq_len is None:
@@ -199,12 +209,15 @@ def inspect_mask(
         has_tokenizer = (files.folder / "tokenizer.json").is_file()
         tok = Tokenizer.from_dir(files.folder) if prompts or has_tokenizer else None
         lm = load_model(path, device=device, dtype=dtype)
-        if prompts:
+        if packed:
+            batch = packed_docs.encode_packed(tok, prompts, context=cfg.context_length, positions=packed_positions,
+                                              mask=packed_mask)
+        elif prompts:
             batch = reports.encode_prompts(tok, prompts, context=cfg.context_length)
         else:
             batch = reports.arbitrary_tokens(seq_len, vocab=cfg.vocab_size, context=cfg.context_length, tokenizer=tok)
         report = reports.model_report(lm, batch, kind=kind, layer=layer, head=head, scores=scores,
-                                      weights=weights, backend=attn)
+                                      weights=weights, backend=attn, block_size=block_size)
         checks = leakcheck.check_model(lm, batch, backend=attn) if check else None
     if as_json:
         console.print_json(dumps.report_json(report, checks))

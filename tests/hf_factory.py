@@ -187,3 +187,15 @@ def save_gemma3_multimodal(folder: Path, seed: int = 0):
                 p.copy_(1.0 + 0.1 * torch.randn_like(p) if pname.endswith("weight") else 0.1 * torch.randn_like(p))
     model.save_pretrained(folder)
     return model.eval()
+
+
+def hf_greedy(ref, prompts, new, use_cache, pad_id=0):
+    """transformers' generate(do_sample=False) on a left-padded batch; returns new tokens per row."""
+    longest = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (longest - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
+    ref.generation_config.eos_token_id = None  # compare the full length
+    with torch.no_grad():
+        out = ref.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+                           do_sample=False, use_cache=use_cache, pad_token_id=pad_id)
+    return out[:, longest:].tolist()

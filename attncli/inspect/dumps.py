@@ -37,10 +37,18 @@ def report_json(report: MaskReport, checks: CheckResult | None = None) -> dict[s
     seqs = []
     for b in range(report.mask.shape[0]):
         d: dict[str, Any] = {"tokens": report.tokens[b], "kind": report.kind, "mask": report.mask[b].tolist()}
-        if report.prompts is not None:
+        if report.documents is not None:
+            d["prompts"] = report.prompts  # one per document of the packed sequence
+        elif report.prompts is not None:
             d["prompt"] = report.prompts[b]
         if report.window is not None:
             d["window"] = report.window
+        if report.chunk is not None:
+            d["chunk"] = report.chunk
+        if report.documents is not None:
+            d["documents"] = report.documents[b]
+        if report.blocks is not None:
+            d["blocks"] = report.blocks  # per layer kind, over the whole batch
         if report.layers is not None:
             d["layers"] = report.layers
             d["layer"] = report.layer

@@ -35,6 +35,7 @@ from typing import Any, Callable
 import torch
 
 from attncli.inspect.audit import ATTNCLI_HOW, ATTNCLI_METHOD, dtype_audit
+from attncli.inspect.packed import check_packed
 from attncli.inspect.reports import Batch, MaskReport, _applied, _forward, layer_groups
 from attncli.model.attention import backends, masks
 
@@ -51,15 +52,23 @@ def _row(name: str, what: str, ok: bool | None, detail: str) -> dict[str, str]:
     return {"name": name, "what": what, "result": result, "detail": detail}
 
 
-def expected_mask(*, causal: bool, window: int | None, valid: Tensor) -> Tensor:
+def expected_mask(*, causal: bool, window: int | None, valid: Tensor, documents: Tensor | None = None,
+                  chunk: int | None = None) -> Tensor:
     """(B, T, S) from first principles: key j is visible from query i when j <= i
-    (causal), i - j < window (if any) and slot j holds a real token."""
+    (causal), i - j < window (if any), slot j holds a real token, both slots belong to one
+    document (packed, ``documents`` (B, T)) and to one chunk of ``chunk`` positions."""
     t = valid.shape[1]
     q, kv = torch.arange(t)[:, None], torch.arange(t)[None, :]  # (T, 1), (1, S)
     allowed = kv <= q if causal else torch.ones(t, t, dtype=torch.bool)
     if window is not None:
         allowed = allowed & (q - kv < window)
-    return allowed[None] & valid[:, None, :]
+    out = allowed[None] & valid[:, None, :]
+    if documents is not None:
+        out = out & (documents[:, :, None] == documents[:, None, :])
+    if chunk is not None:
+        pos = (valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, T) the position at each slot
+        out = out & (pos[:, :, None] // chunk == pos[:, None, :] // chunk)
+    return out
 
 
 def _why(b: int, q: int, kv: int, *, causal: bool, window: int | None, valid: Tensor) -> str:
@@ -69,7 +78,7 @@ def _why(b: int, q: int, kv: int, *, causal: bool, window: int | None, valid: Te
         return f"outside the window, distance {q - kv} >= {window}"
     if not valid[b, kv]:
         return "padding key"
-    return "a visible key masked"
+    return "the query's document or chunk decides otherwise"
 
 
 def _first_cell(bad: Tensor) -> tuple[int, ...]:
@@ -256,7 +265,9 @@ def check_model(lm, batch: Batch, *, backend: str) -> CheckResult:
     valid = batch.valid.cpu()
     groups = layer_groups(cfg)
     windows = {k: cfg.window_of(v[0]) for k, v in groups.items()}
-    expect = {k: expected_mask(causal=True, window=w, valid=valid) for k, w in windows.items()}
+    docs = batch.documents if batch.documents is not None else None  # the mask a packing must apply
+    expect = {k: expected_mask(causal=True, window=w, valid=valid, documents=docs, chunk=cfg.chunk_of(groups[k][0]))
+              for k, w in windows.items()}
 
     probed = _forward(lm, batch, backend="eager", probe=True)
     applied = {f"{k} (eager)": _applied(probed.masks[k], b, t) for k in groups}
@@ -288,6 +299,8 @@ def check_model(lm, batch: Batch, *, backend: str) -> CheckResult:
             rows.append(edge_rows(sc, wt, None, layers=groups["full"], window=cfg.sliding_window, valid=valid, windowed=False))
     else:
         rows.append(_row("sliding edge", "distances W-1, W, W+1 around the window", None, "skipped: the model has no sliding window"))
+    if batch.documents is not None:
+        rows += check_packed(lm, batch, backend=backend, atol=SDPA_ATOL[lm.dtype])
     audit = dtype_audit()
     rows.append(audit_row(audit))
     return CheckResult(rows, audit)
@@ -298,7 +311,7 @@ def check_alone(report: MaskReport, *, seed: int = 0) -> CheckResult:
     eager attention on random q/k/v under it, the window edge and the dtype audit."""
     valid, kind, window = report.valid, report.kind, report.window
     causal = kind != "full"
-    expect = expected_mask(causal=causal, window=window, valid=valid)
+    expect = expected_mask(causal=causal, window=window, valid=valid, chunk=report.chunk)
     rows = [mask_row({kind: report.mask}, {kind: expect}, causal=causal, windows={kind: window}, valid=valid, how="")]
     t = valid.shape[1]
     g = torch.Generator().manual_seed(seed)

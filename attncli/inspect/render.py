@@ -20,6 +20,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from attncli.inspect.blocks import block_view
+
 Tensor = torch.Tensor
 
 LABEL_CHARS = 8  # token characters in a row label
@@ -231,6 +233,8 @@ def _header(report) -> str:
         parts = [f"{report.kind} mask", f"{report.mask.shape[-1]} slots"]
         if report.window is not None:
             parts.append(f"window {report.window}")
+        if report.chunk is not None:
+            parts.append(f"chunk {report.chunk}")
         pads = int((~report.valid).sum())
         if pads:
             parts.append(f"{pads} padding")
@@ -238,7 +242,10 @@ def _header(report) -> str:
     groups = "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in report.layers.items())
     n = sum(len(v) for v in report.layers.values())
     window = f", window {report.model_window}" if report.model_window is not None else ""
-    return f"{report.source}: {report.arch}, {n} layers ({groups}){window}, {report.dtype}"
+    packed = ""
+    if report.documents is not None:
+        packed = f", {len(set(report.documents[0]))} packed documents (¶ marks each one's first token)"
+    return f"{report.source}: {report.arch}, {n} layers ({groups}){window}, {report.dtype}{packed}"
 
 
 def report_views(report, *, width: int) -> list[RenderableType]:
@@ -266,6 +273,11 @@ def report_views(report, *, width: int) -> list[RenderableType]:
             views.append(Text(""))
             views.append(value_grid(values[b], report.mask[b], report.tokens[b], what=what, width=width,
                                     title=f"layer {report.layer}, head {report.head}: {what} ({note})"))
+    if report.blocks:
+        views.append(Text(""))
+        views.append(Text("what a block kernel (--attn flex) computes", style="bold"))
+        for kind, counts in report.blocks.items():
+            views.append(block_view(kind, report.kind_masks[kind], counts, width=width))
     return views
 
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from attncli.model.attention import masks
 from attncli.errors import BadInputError
+from attncli.model.attention import masks
+from attncli.model.attention.flex import block_states
 
 Tensor = torch.Tensor
 
 # A model's layer kinds (config layer_types) and the mask kind each one applies.
-LAYER_MASK_KIND = {"full": "causal", "sliding": "sliding"}
+LAYER_MASK_KIND = {"full": "causal", "sliding": "sliding", "chunked": "chunked"}
 
 
 # ---- reports ----
@@ -47,10 +48,13 @@ class MaskReport:
     arch: str | None = None
     dtype: str | None = None
     prompts: list[str] | None = None
+    chunk: int | None = None  # of `mask`, when chunked
+    documents: list[list[int | None]] | None = None  # (B, S) document id per slot (packed), None at padding
+    blocks: dict[str, dict] | None = None  # layer kind -> block counts at the kernel's block size
 
     @property
     def batched(self) -> bool:
-        return self.prompts is not None and len(self.prompts) > 1
+        return self.mask.shape[0] > 1  # packed prompts are one sequence
 
 
 def check_window(window: int | None) -> None:
@@ -58,7 +62,8 @@ def check_window(window: int | None) -> None:
         raise BadInputError(f"--window must be at least 1, got {window}")
 
 
-def masks_alone(seq_len: int, *, kind: str | None = None, window: int | None = None, pad: int = 0) -> MaskReport:
+def masks_alone(seq_len: int, *, kind: str | None = None, window: int | None = None, pad: int = 0,
+                chunk: int | None = None, block_size: int = 128) -> MaskReport:
     """Masks with no model, built by masks.mask_fn/build_mask. ``pad`` left-pads
     the first slots, as a shorter prompt in a batch would be."""
     if seq_len < 1:
@@ -75,11 +80,29 @@ def masks_alone(seq_len: int, *, kind: str | None = None, window: int | None = N
         raise BadInputError(f"--window applies to --kind sliding, not --kind {kind}")
     if kind == "padding" and not pad:
         raise BadInputError("--kind padding needs padding slots: add --pad P (or give prompts of different lengths to a model)")
+    if kind == "chunked" and chunk is None:
+        raise BadInputError("--kind chunked needs --chunk C")
+    if kind != "chunked" and chunk is not None:
+        raise BadInputError(f"--chunk applies to --kind chunked, not --kind {kind}")
+    if chunk is not None and chunk < 1:
+        raise BadInputError(f"--chunk must be at least 1, got {chunk}")
     valid = (torch.arange(seq_len) >= pad)[None]  # (1, S)
-    fn = masks.mask_fn(kind, window=window, kv_valid=valid if pad else None)
+    slot_pos = (torch.arange(seq_len) - pad).clamp(min=0)[None]  # positions restart after the padding
+    fn = masks.mask_fn(kind, window=window, kv_valid=valid if pad else None, chunk=chunk,
+                       slot_pos=slot_pos if pad else None)
     mask = masks.build_mask(fn, batch=1, q_len=seq_len, kv_len=seq_len)[:, 0]  # (1, T, S)
     tokens = [[None if i < pad else str(i) for i in range(seq_len)]]
-    return MaskReport(kind, mask, tokens, valid, window, kind_masks={kind: mask})
+    report = MaskReport(kind, mask, tokens, valid, window, kind_masks={kind: mask}, chunk=chunk)
+    report.blocks = kind_blocks(report.kind_masks, block_size)
+    return report
+
+
+def kind_blocks(kind_masks: dict[str, Tensor], size: int) -> dict[str, dict]:
+    """Per layer kind, how a kernel with ``size`` blocks (FlexAttention's 128) sees the mask:
+    blocks computed in full, partly (the mask evaluated inside), skipped; summed over the batch."""
+    if size < 1:
+        raise BadInputError(f"--block-size must be at least 1, got {size}")
+    return {kind: block_states(mask, size).summary() for kind, mask in kind_masks.items()}
 
 
 # ---- a model's input ----
@@ -89,6 +112,9 @@ class Batch:
     valid: Tensor  # (B, T) bool, False at padding
     tokens: list[list[str | None]]
     prompts: list[str] | None
+    documents: Tensor | None = None  # (B, T) document id per token: prompts packed into one sequence
+    positions: Tensor | None = None  # (B, T) given positions (packed: restarting per document, or not)
+    document_mask: bool = True  # packed: apply the document mask (False reproduces the missing-mask bug)
 
     @property
     def padded(self) -> bool:
@@ -148,7 +174,7 @@ def pick_layer(cfg, *, kind: str | None, layer: int | None) -> int:
         raise BadInputError(f"--layer {layer} is out of range: the model has {n} layers (0..{n - 1})")
     if kind is None:
         return 0 if layer is None else layer
-    wanted = {"causal": "full", "full": "full", "sliding": "sliding"}.get(kind)
+    wanted = {"causal": "full", "full": "full", "sliding": "sliding", "chunked": "chunked"}.get(kind)
     if wanted is None:
         if kind == "padding":
             raise BadInputError("with a model, --kind picks layers (causal or sliding); padding is part of every "
@@ -178,8 +204,13 @@ def describe_layers(groups: dict[str, list[int]]) -> str:
 def _forward(lm, batch: Batch, *, backend: str, probe: bool = False, ids: Tensor | None = None):
     ids = (batch.ids if ids is None else ids).to(lm.device)
     mask = batch.valid.to(lm.device) if batch.padded else None
+    extra = {}
+    if batch.positions is not None:
+        extra["positions"] = batch.positions.to(lm.device)
+    if batch.documents is not None and batch.document_mask:
+        extra["documents"] = batch.documents.to(lm.device)
     with torch.inference_mode():
-        return lm.model(ids, attention_mask=mask, backend=backend, probe=probe)
+        return lm.model(ids, attention_mask=mask, backend=backend, probe=probe, **extra)
 
 
 def _applied(lm_mask: masks.LayerMask, b: int, t: int) -> Tensor:
@@ -194,7 +225,8 @@ def _applied(lm_mask: masks.LayerMask, b: int, t: int) -> Tensor:
 
 
 def model_report(lm, batch: Batch, *, kind: str | None = None, layer: int | None = None, head: int | None = None,
-                 scores: bool = False, weights: bool = False, backend: str = "sdpa") -> MaskReport:
+                 scores: bool = False, weights: bool = False, backend: str = "sdpa",
+                 block_size: int = 128) -> MaskReport:
     """The masks ``lm`` applies to ``batch``, from its own forward pass; scores and
     weights of one layer and head when asked (that pass then runs eager)."""
     cfg = lm.config
@@ -212,8 +244,10 @@ def model_report(lm, batch: Batch, *, kind: str | None = None, layer: int | None
         LAYER_MASK_KIND[shown_kind], kind_masks[shown_kind], batch.tokens, batch.valid.cpu(),
         cfg.window_of(shown), model_window=cfg.sliding_window if cfg.has_sliding_layers else None, kind_masks=kind_masks, layers=groups, layer=shown,
         source=str(lm.files.folder), arch=cfg.arch, dtype=str(lm.dtype).removeprefix("torch."),
-        prompts=batch.prompts,
+        prompts=batch.prompts, chunk=cfg.chunk_of(shown),
+        documents=None if batch.documents is None else batch.documents.tolist(),
     )
+    report.blocks = kind_blocks(kind_masks, block_size)
     if probe:
         report.head = head
         kept = out.probes[shown]

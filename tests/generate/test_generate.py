@@ -9,7 +9,7 @@ import torch
 from attncli.errors import BadInputError
 from attncli.generate.loop import Generation, generate
 from attncli.generate.sampling import Sampling
-from hf_factory import VARIANTS
+from hf_factory import VARIANTS, hf_greedy
 
 PROMPT = [5, 17, 42, 9, 77, 31]  # 6 tokens: with 10 new ones, past the 4-token Mistral window
 NEW = 10
@@ -20,18 +20,6 @@ def run(model, prompts, **kw) -> Generation:
     for _ in gen:
         pass
     return gen
-
-
-def hf_greedy(ref, prompts, new, use_cache, pad_id=0):
-    """transformers' generate(do_sample=False) on a left-padded batch; returns new tokens per row."""
-    longest = max(len(p) for p in prompts)
-    ids = torch.tensor([[pad_id] * (longest - len(p)) + p for p in prompts])
-    mask = torch.tensor([[0] * (longest - len(p)) + [1] * len(p) for p in prompts])
-    ref.generation_config.eos_token_id = None  # compare the full length
-    with torch.no_grad():
-        out = ref.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
-                           do_sample=False, use_cache=use_cache, pad_token_id=pad_id)
-    return out[:, longest:].tolist()
 
 
 @pytest.mark.parametrize("use_cache", [True, False], ids=["cache", "no-cache"])

@@ -36,7 +36,7 @@ def test_masks_alone_element_by_element(kind, window, pad):
 
 def test_masks_alone_json_shape(capfd):
     doc = run_json(capfd, "inspect-mask", "--seq-len", 6, "--kind", "sliding", "--window", 2)
-    assert set(doc) == {"tokens", "kind", "mask", "window"}
+    assert set(doc) == {"tokens", "kind", "mask", "window", "blocks"}  # blocks: the kernel's view, added in round 2
     assert doc["kind"] == "sliding" and doc["window"] == 2 and doc["tokens"] == [str(i) for i in range(6)]
     assert doc["mask"] == loop_mask(6, window=2)
     assert all(type(v) is bool for row in doc["mask"] for v in row)

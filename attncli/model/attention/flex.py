@@ -36,8 +36,7 @@ class BlockStates:
     full: Tensor  # (B, nQ, nKV) bool
     partial: Tensor  # (B, nQ, nKV) bool
     size: int
-    visible: int  # visible entries
-    cells: int  # T * S * B
+    inside: Tensor  # (nQ, nKV) entries of each block inside the T x S matrix (edge blocks hold fewer)
 
     @property
     def empty(self) -> Tensor:
@@ -47,11 +46,11 @@ class BlockStates:
         """Counts over the batch, and the share of the T x S matrix a kernel never computes
         (the entries of empty blocks)."""
         b, nq, nkv = self.full.shape
-        computed = (self.full | self.partial).sum().item() * self.size * self.size
+        skipped = (self.empty * self.inside).sum().item()
         total_blocks = b * nq * nkv
         return {"size": self.size, "full": int(self.full.sum()), "partial": int(self.partial.sum()),
                 "empty": int(total_blocks - self.full.sum() - self.partial.sum()),
-                "skipped_fraction": max(0.0, 1.0 - computed / (total_blocks * self.size * self.size))}
+                "skipped_fraction": skipped / (b * self.inside.sum().item())}
 
 
 def block_states(mask: Tensor, size: int = BLOCK) -> BlockStates:
@@ -72,7 +71,7 @@ def block_states(mask: Tensor, size: int = BLOCK) -> BlockStates:
     inside = rows[:, None] * cols[None, :]  # (nQ, nKV)
     full = seen == inside
     partial = (seen > 0) & ~full
-    return BlockStates(full, partial, size, int(mask.sum()), b * t * s)
+    return BlockStates(full, partial, size, inside)
 
 
 def _indices(chosen: Tensor) -> tuple[Tensor, Tensor]:
