@@ -256,6 +256,7 @@ def profile(
     dtype: str = DtypeOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result document as JSON on stdout instead of tables."),
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the cached decode step (decode rows with the cache); compile time reported apart."),
+    window: Optional[int] = typer.Option(None, "--window", help="Every layer sliding with window W (weights unchanged): compare --attn sdpa,flex."),
 ) -> None:
     """Sweep sequence length; measure latency and memory; fit how they grow."""
     from attncli.profile import run as profile_run
@@ -264,6 +265,7 @@ def profile(
         model=model, preset=preset, random_weights=random_weights, profile_name=profile_name, seq_lens=seq_lens,
         max_seq_len=max_seq_len, batch=batch, mode=mode, cache=cache, attn=attn, repeats=repeats, warmup=warmup,
         out=out, csv_path=csv_path, plot=plot, compare=compare, device=device, dtype=dtype, compile_step=compile_step,
+        window=window,
     )
     profile_run.execute(plan, as_json=as_json)
 

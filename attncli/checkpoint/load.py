@@ -45,10 +45,14 @@ def inspect_checkpoint(path: str | Path) -> tuple[ModelConfig, ModelFiles, LoadP
     return cfg, files, plan_load(cfg, files)
 
 
-def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", layout: str | None = None) -> LoadedModel:
+def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", layout: str | None = None,
+               config_changes: dict | None = None) -> LoadedModel:
     """``layout``: weight storage, "auto" (default; ATTNCLI_LAYOUT overrides), "out_in" or
-    "in_out": see attncli.model.layout."""
+    "in_out": see attncli.model.layout. ``config_changes``: switches to change that leave
+    the weights as they are (``sliding_window`` makes every layer slide: profile --window)."""
     cfg, files = load_config(path)
+    if config_changes and "sliding_window" in config_changes:
+        cfg = cfg.windowed_everywhere(config_changes["sliding_window"])
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, cfg.dtype, dev)
     plan = plan_load(cfg, files)

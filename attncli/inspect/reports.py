@@ -219,6 +219,10 @@ def _applied(lm_mask: masks.LayerMask, b: int, t: int) -> Tensor:
     judge the is_causal shortcut rather than trust it."""
     if lm_mask.mask is not None:
         return lm_mask.mask[:, 0].expand(b, t, t).cpu()
+    spec = lm_mask.spec
+    if not lm_mask.is_causal and any(x is not None for x in (spec.window, spec.chunk, spec.documents, spec.kv_valid)):
+        # FlexAttention got no tensor: the predicate it evaluates, spelled out
+        return masks.build_mask(masks.spec_fn(spec), batch=b, q_len=t, kv_len=t)[:, 0].cpu()
     q, kv = torch.arange(t)[:, None], torch.arange(t)[None, :]
     seen = kv <= q if lm_mask.is_causal else torch.ones(t, t, dtype=torch.bool)  # neither: every key
     return seen.expand(b, t, t)

@@ -166,6 +166,11 @@ class ModelConfig:
     def with_(self, **changes: Any) -> "ModelConfig":
         return replace(self, **changes)
 
+    def windowed_everywhere(self, window: int) -> "ModelConfig":
+        """The same model with every layer sliding, window ``window`` (weights unchanged):
+        profile --window's knob."""
+        return replace(self, sliding_window=window, layer_types=["sliding"] * self.num_layers, chunk_size=None)
+
     # ---- Hugging Face config.json, read and written by the family modules ----
     @classmethod
     def from_hf(cls, cfg: dict[str, Any], generation_config: dict[str, Any] | None = None) -> "ModelConfig":

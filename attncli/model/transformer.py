@@ -115,7 +115,7 @@ class Transformer(nn.Module):
             slot_pos = (kv_valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, S) position of each slot
         for kind, (window, chunk) in self.mask_kinds.items():
             masks[kind] = layer_mask(window=window, chunk=chunk, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
-                                     kv_valid=kv_valid, device=device, need_explicit=probe or flex,
+                                     kv_valid=kv_valid, device=device, need_explicit=probe, dense=not flex,
                                      documents=documents, slot_pos=slot_pos)
         x, probes = self._blocks(x, ropes, masks, cache, start, backend, probe)
         if cache is not None:

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from attncli.model.attention.flex import BLOCK, block_states
+from attncli.model.attention.masks import MaskSpec, build_mask, spec_fn
 from attncli.model.cache import KVCache
 from attncli.model.config import ModelConfig
 
@@ -86,3 +88,20 @@ def attention_crossover(cfg: ModelConfig) -> int | None:
         return None  # a window caps each query's keys: attention never overtakes
     return max(t, 1)
 
+
+def block_skipped_fraction(cfg: ModelConfig, t: int, size: int = BLOCK) -> float:
+    """The share of the T x T score matrices (averaged over layers) that a block kernel
+    (FlexAttention, blocks of ``size``) never computes in a prefill: causality's upper
+    triangle, and with a window or chunks everything outside them, block by block."""
+    per_kind: dict[tuple, float] = {}
+    total = 0.0
+    for layer in range(cfg.num_layers):
+        key = (cfg.window_of(layer), cfg.chunk_of(layer))
+        if key not in per_kind:
+            window, chunk = key
+            spec = MaskSpec(window=window if window is not None and window < t else None,
+                            chunk=chunk if chunk is not None and chunk < t else None)
+            mask = build_mask(spec_fn(spec), batch=1, q_len=t, kv_len=t)
+            per_kind[key] = block_states(mask, size).summary()["skipped_fraction"]
+        total += per_kind[key]
+    return total / cfg.num_layers

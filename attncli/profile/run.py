@@ -14,6 +14,7 @@ from attncli.atomic import check_output_path, write_atomic, write_text_atomic
 from attncli.errors import BadInputError
 from attncli.profile.document import environment, model_summary, result_document
 from attncli.profile.spec import MODES, SweepSpec, check_spec, doubling, load_profile, parse_choice, parse_seq_lens
+from attncli.model.attention.backends import BACKENDS
 from attncli.profile.sweep import Row, run_sweep
 
 CACHE_CHOICES = {"both": (True, False), "on": (True,), "off": (False,)}
@@ -40,7 +41,8 @@ def _pick(flag: Any, profile: dict[str, Any], key: str, default: Any) -> Any:
 def plan(*, model: str | None, preset: str | None, random_weights: bool, profile_name: str | None,
          seq_lens: str | None, max_seq_len: str | None, batch: int | None, mode: str | None, cache: str | None,
          attn: str | None, repeats: int | None, warmup: int | None, out: str | None, csv_path: str | None,
-         plot: str | None, compare: str | None, device: str, dtype: str, compile_step: bool = False) -> Plan:
+         plot: str | None, compare: str | None, device: str, dtype: str, compile_step: bool = False,
+         window: int | None = None) -> Plan:
     """Every check that needs no model first (cheap, before a possibly long build)."""
     prof = load_profile(profile_name) if profile_name else {}
     mode_v = str(_pick(mode, prof, "mode", "both"))
@@ -48,7 +50,10 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
     cache_v = str(_pick(cache, prof, "cache", "both"))
     if cache_v not in CACHE_CHOICES:
         raise BadInputError(f"--cache: unknown value {cache_v!r}; choose from both, on, off")
-    attns = parse_choice(str(_pick(attn, prof, "attn", "sdpa")), ("eager", "sdpa"), "--attn")
+    attns = parse_choice(str(_pick(attn, prof, "attn", "sdpa")), BACKENDS, "--attn")
+    window = _pick(window, prof, "window", None)
+    if window is not None and int(window) < 1:
+        raise BadInputError(f"--window must be at least 1, got {window}")
     out_p = check_output_path(out, flag="--out", suffixes=(".json",)) if out else None
     csv_p = check_output_path(csv_path, flag="--csv", suffixes=(".csv",)) if csv_path else None
     plot_p = None
@@ -75,7 +80,7 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
         except ValueError:
             raise BadInputError(f"--max-seq-len must be an integer or 'context', got {max_v!r}") from None
         doubling(max_v)  # validates
-    the_model, name = _build(model, preset, random_weights, device, dtype)
+    the_model, name = _build(model, preset, random_weights, device, dtype, None if window is None else int(window))
     context = the_model.cfg.context_length
     if lens is None:
         lens = doubling(context if max_v == "context" else (max_v or min(context, DEFAULT_MAX_SEQ_LEN)))
@@ -100,11 +105,15 @@ def _read_compare(path: str) -> dict[str, Any]:
     return doc
 
 
-def _build(model: str | None, preset: str | None, random_weights: bool, device: str, dtype: str):
+def _build(model: str | None, preset: str | None, random_weights: bool, device: str, dtype: str,
+           window: int | None = None):
+    """``window``: every layer sliding with that window (weights unchanged), the knob that
+    shows what a kernel gains from skipping blocks."""
     from attncli.checkpoint.files import default_model_path
     from attncli.checkpoint.load import load_config, load_model
     from attncli.model.build import build_model, resolve_device, resolve_dtype
 
+    changes = None if window is None else {"sliding_window": window}
     if preset:
         from attncli.model.presets import preset_config
 
@@ -113,8 +122,11 @@ def _build(model: str | None, preset: str | None, random_weights: bool, device: 
         cfg, files = load_config(model or default_model_path())
         name = str(files.folder)
     else:
-        lm = load_model(model or default_model_path(), device=device, dtype=dtype)
-        return lm.model, str(lm.files.folder)
+        lm = load_model(model or default_model_path(), device=device, dtype=dtype, config_changes=changes)
+        return lm.model, str(lm.files.folder) + ("" if window is None else f" (every layer window {window})")
+    if window is not None:
+        cfg = cfg.windowed_everywhere(window)
+        name += f" (every layer window {window})"
     dev = resolve_device(device)
     return build_model(cfg, device=dev, dtype=resolve_dtype(dtype, cfg.dtype, dev), random_weights=True), name
 

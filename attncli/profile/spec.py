@@ -77,7 +77,8 @@ def check_spec(spec: SweepSpec, model: Transformer) -> None:
 
 
 # ---- sweep definitions (profiles/*.toml, shipped as attncli.profiles) ----
-PROFILE_KEYS = {"description", "mode", "cache", "attn", "seq_lens", "max_seq_len", "batch", "repeats", "warmup"}
+PROFILE_KEYS = {"description", "mode", "cache", "attn", "seq_lens", "max_seq_len", "batch", "repeats", "warmup",
+                "window"}
 
 
 def _profiles_dir():

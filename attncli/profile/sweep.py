@@ -29,7 +29,7 @@ import torch
 from attncli.memory import PeakMemory, synchronize
 from attncli.model.cache import KVCache
 from attncli.model.transformer import Transformer
-from attncli.profile.flops import forward_cost
+from attncli.profile.flops import block_skipped_fraction, forward_cost
 from attncli.profile.spec import SweepSpec, check_spec
 
 
@@ -55,6 +55,7 @@ class Row:
     gflops_per_s: float | None = None
     gb_per_s: float | None = None  # weights + KV read once, over the latency
     compile_s: float | None = None  # first warm-up call of a compiled step: compile time, not in the latency
+    block_skipped_fraction: float | None = None  # flex rows over T x T: the share of the scores never computed
     timings_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +160,8 @@ def measure(
     row.flops, row.attention_flops, row.weight_bytes = cost.flops, cost.attention_flops, weight_bytes
     row.kv_cache_bytes = cost.kv_cache_bytes if cached_step else 0
     row.score_bytes = cost.score_bytes if attn == "eager" else 0
+    if attn == "flex" and not cached_step:  # one query row has no meaningful block share
+        row.block_skipped_fraction = block_skipped_fraction(model.cfg, t)
     if device.type == "cpu":
         need, avail = _predicted_bytes(model, mode, cache, attn, batch, t), psutil.virtual_memory().available
         if need > 0.8 * avail:
@@ -168,10 +171,14 @@ def measure(
     try:
         with torch.inference_mode(), PeakMemory(device) as mem:
             compiled = compile and cached_step
+            flex_before = model.flex.compile_s
             fn = _step_fn(model, mode, cache, attn, batch, t, device, compiled)
             if compiled:
                 row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
                 warmup = max(warmup, 2)
+            elif attn == "flex":  # flex compiles per shape: the setup's and the first call's compiles, apart
+                timer(fn)
+                row.compile_s = model.flex.compile_s - flex_before
             for _ in range(warmup):
                 fn()
             times = [timer(fn) for _ in range(repeats)]

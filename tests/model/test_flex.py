@@ -137,3 +137,30 @@ def test_flex_greedy_tokens_equal_transformers(loaded, use_cache):
         for _ in gen:
             pass
         assert [gen.rows[0].tokens] == hf_greedy(ref, [prompt], new, use_cache), name
+
+
+def test_block_states_from_the_spec_equal_the_dense_count():
+    """What flex builds its block masks from (the parts' monotone bounds, no dense mask)
+    against the dense mask's exact count, over windows, chunks, documents, padding, offsets."""
+    from attncli.model.attention.flex import spec_states
+    from attncli.model.attention.masks import MaskSpec, spec_fn
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(40):
+        b, s, size = 2, int(torch.randint(5, 90, (1,), generator=g)), int(torch.randint(2, 17, (1,), generator=g))
+        t = int(torch.randint(1, s + 1, (1,), generator=g))
+        offset = s - t
+        pad = torch.randint(0, s // 2 + 1, (b,), generator=g)
+        valid = torch.arange(s)[None] >= pad[:, None]
+        cuts = torch.sort(torch.randint(0, s, (b, 3), generator=g)).values
+        docs = (torch.arange(s)[None, :, None] >= cuts[:, None, :]).sum(-1)
+        spec = MaskSpec(window=[None, 3, 7][trial % 3], chunk=[None, 4][trial % 2],
+                        documents=docs if trial % 4 == 0 else None, kv_valid=valid if trial % 5 else None,
+                        slot_pos=(valid.long().cumsum(-1) - 1).clamp(min=0) if trial % 2 else None, q_offset=offset)
+        dense = build_mask(spec_fn(spec), batch=b, q_len=t, kv_len=s, q_offset=offset)
+        want, got = block_states(dense, size), spec_states(spec, b, t, s, offset, size)
+        # from the bounds, a block the parts hide only together may count as partial: never the reverse
+        assert torch.equal(got.full, want.full & got.full) and not (want.partial & ~got.partial).any()
+        assert not (got.full & ~want.full).any() and not ((got.full | got.partial) < (want.full | want.partial)).any()
+        if spec.documents is None and spec.chunk is None:
+            assert torch.equal(got.full, want.full) and torch.equal(got.partial, want.partial), trial

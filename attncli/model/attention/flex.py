@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attncli.model.attention.masks import LayerMask, MaskSpec, build_mask, explicit, spec_fn
+from attncli.model.attention.masks import LayerMask, MaskSpec, build_mask, spec_fn
 
 Tensor = torch.Tensor
 
@@ -72,6 +72,58 @@ def block_states(mask: Tensor, size: int = BLOCK) -> BlockStates:
     full = seen == inside
     partial = (seen > 0) & ~full
     return BlockStates(full, partial, size, inside)
+
+
+def spec_states(spec: MaskSpec, b: int, t: int, s: int, q_offset: int, size: int = BLOCK) -> BlockStates:
+    """Block states from the mask's parts, block by block, without the dense (T, S) mask: each
+    part is monotone in the slots (causal, window; chunks and documents whose ids never
+    decrease; padding depends on the key alone), so a block's corners decide whether the part
+    hides all of it, none, or some. The parts combine as the mask does: a block is full when
+    every part leaves it whole, empty when any part hides it. O(blocks), not O(T x S): what
+    keeps flex's cost linear in T under a window."""
+    nq, nkv = -(-t // size), -(-s // size)
+    dev = spec.kv_valid.device if spec.kv_valid is not None else "cpu"
+    q_lo = q_offset + torch.arange(nq, device=dev) * size  # (nQ,) absolute slots
+    q_hi = torch.clamp(q_lo + size, max=q_offset + t) - 1
+    kv_lo = torch.arange(nkv, device=dev) * size  # (nKV,)
+    kv_hi = torch.clamp(kv_lo + size, max=s) - 1
+    full = (kv_hi[None, :] <= q_lo[:, None])[None].expand(b, nq, nkv)  # causal
+    empty = (kv_lo[None, :] > q_hi[:, None])[None].expand(b, nq, nkv)
+    if spec.window is not None:
+        w = spec.window
+        full = full & ((q_hi[:, None] - kv_lo[None, :]) < w)
+        empty = empty | ((q_lo[:, None] - kv_hi[None, :]) >= w)
+    for ids in ([spec.slot_pos // spec.chunk] if spec.chunk is not None and spec.slot_pos is not None else []) + \
+               ([spec.documents] if spec.documents is not None else []):
+        f, e = _same_group(ids, q_lo, q_hi, kv_lo, kv_hi)
+        full, empty = full & f, empty | e
+    if spec.chunk is not None and spec.slot_pos is None:  # slot = position
+        f, e = _same_group((torch.arange(s, device=dev) // spec.chunk)[None].expand(b, s), q_lo, q_hi, kv_lo, kv_hi)
+        full, empty = full & f, empty | e
+    if spec.kv_valid is not None:  # padding: a key's validity alone
+        padded = torch.zeros(b, nkv * size, dtype=torch.bool, device=dev)
+        padded[:, :s] = spec.kv_valid
+        seen = padded.view(b, nkv, size).sum(-1)  # valid keys per key block
+        width = (kv_hi - kv_lo + 1)[None]
+        full = full & (seen == width)[:, None, :]
+        empty = empty | (seen == 0)[:, None, :]
+    rows = (q_hi - q_lo + 1)[:, None]
+    inside = rows * (kv_hi - kv_lo + 1)[None, :]
+    return BlockStates(full & ~empty, ~full & ~empty, size, inside)
+
+
+def _same_group(ids: Tensor, q_lo: Tensor, q_hi: Tensor, kv_lo: Tensor, kv_hi: Tensor) -> tuple[Tensor, Tensor]:
+    """For group ids (B, S) that never decrease along the slots (documents, chunks): blocks
+    whose queries and keys all share one group (full), and blocks whose groups cannot meet."""
+    gq_lo, gq_hi = ids[:, q_lo], ids[:, q_hi]  # (B, nQ)
+    gk_lo, gk_hi = ids[:, kv_lo], ids[:, kv_hi]  # (B, nKV)
+    full = ((gq_lo == gq_hi)[:, :, None] & (gk_lo == gk_hi)[:, None, :] & (gq_lo[:, :, None] == gk_lo[:, None, :]))
+    empty = (gk_hi[:, None, :] < gq_lo[:, :, None]) | (gk_lo[:, None, :] > gq_hi[:, :, None])
+    return full, empty
+
+
+def _monotone(ids: Tensor | None) -> bool:
+    return ids is None or bool((ids[:, 1:] >= ids[:, :-1]).all())
 
 
 def _indices(chosen: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,22 +206,30 @@ class FlexRunner:
                 hit[1].fill_(offset)
                 return hit[0]
             start = offset // BLOCK * BLOCK
-            rows = build_mask(spec_fn(lm.spec), batch=b, q_len=min(BLOCK, s - start), kv_len=s, q_offset=start,
-                              device=device)
-            union = rows.any(dim=2, keepdim=True)  # (B, 1, 1, S): keys any query of the bucket sees
+            # the blocks any query of the bucket sees, every one evaluated with the predicate
+            states = self._states(lm, b, min(BLOCK, s - start), s, start, device)
+            union = BlockStates(torch.zeros_like(states.full[:, :1]), (states.full | states.partial).any(1, keepdim=True),
+                                BLOCK, states.inside[:1])
             off = torch.tensor(offset, device=device)
-            bm = block_mask_from(block_states(union), _mask_mod(lm.spec, b, s, off, device), 1, s, all_partial=True)
+            bm = block_mask_from(union, _mask_mod(lm.spec, b, s, off, device), 1, s, all_partial=True)
             self._masks[key] = (bm, off)
             return bm
         key = (kind, b, t, s, offset)
         hit = self._masks.get(key)
         if hit is None:
-            dense = explicit(lm, t, s, device)
-            dense = dense.expand(b, 1, t, s) if dense.shape[0] == 1 else dense
             off = torch.tensor(offset, device=device)
-            hit = (block_mask_from(block_states(dense), _mask_mod(lm.spec, b, s, off, device), t, s), off)
+            states = self._states(lm, b, t, s, offset, device)
+            hit = (block_mask_from(states, _mask_mod(lm.spec, b, s, off, device), t, s), off)
             self._masks[key] = hit
         return hit[0]
+
+    @staticmethod
+    def _states(lm: LayerMask, b: int, t: int, s: int, offset: int, device) -> BlockStates:
+        spec = lm.spec
+        if _monotone(spec.documents) and _monotone(spec.slot_pos):
+            return spec_states(spec, b, t, s, offset)
+        dense = build_mask(spec_fn(spec), batch=b, q_len=t, kv_len=s, q_offset=offset, device=device)
+        return block_states(dense)  # ids out of order: count from the dense mask
 
     def attend(self, q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, kind: str, *, scale: float,
                softcap: float | None) -> Tensor:

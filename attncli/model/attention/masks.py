@@ -155,6 +155,7 @@ def layer_mask(
     kv_valid: Tensor | None,
     device: torch.device | str,
     need_explicit: bool = False,
+    dense: bool = True,
     chunk: int | None = None,
     documents: Tensor | None = None,
     slot_pos: Tensor | None = None,
@@ -177,6 +178,8 @@ def layer_mask(
             return LayerMask(None, True, spec)  # a prefill: plain causal
         if q_len == 1:
             return LayerMask(None, False, spec)  # one query in the last slot sees every key
+    if not dense:  # FlexAttention rebuilds the mask from the spec, block by block: no (T, S) tensor
+        return LayerMask(None, False, spec)
     mask = build_mask(spec_fn(spec), batch=batch, q_len=q_len, kv_len=kv_len, q_offset=q_offset, device=device)
     return LayerMask(mask, False, spec)
 
