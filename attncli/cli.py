@@ -172,53 +172,18 @@ def inspect_mask(
 ) -> None:
     """Show the attention masks a model really applies (or masks alone), its scores and weights, and prove nothing leaks."""
     from attncli import console
-    from attncli.errors import BadInputError, CheckFailedError
-    from attncli.inspect import audit, dumps, leakcheck, render, reports
-    from attncli.inspect import packed as packed_docs
+    from attncli.errors import CheckFailedError
+    from attncli.inspect import audit, dumps, render
+    from attncli.inspect import run as run_inspect
     from attncli.model.attention import check_backend
 
     check_backend(attn)
-    reports.check_window(window)
     target = dumps.check_dump_path(dump) if dump else None  # before any model runs
-    if model is None and not prompts:
-        if seq_len is None:
-            raise BadInputError("give prompts (and -m MODEL), or --seq-len N for masks alone")
-        if scores or weights or layer is not None or head is not None or packed:
-            raise BadInputError("--scores, --weights, --layer, --head and --packed need a model (-m) and prompts")
-        report = reports.masks_alone(seq_len, kind=kind, window=window, pad=pad, chunk=chunk, block_size=block_size)
-        checks = leakcheck.check_alone(report) if check else None
-    else:
-        from attncli.checkpoint.load import load_config, load_model
-        from attncli.checkpoint.tokenizer import Tokenizer
-
-        if window is not None or pad or chunk is not None:
-            raise BadInputError("--window and --pad are for masks alone (so is --chunk); a model's window and chunks "
-                                "come from its config.json and its padding from prompts of different lengths")
-        if packed and not prompts:
-            raise BadInputError("--packed packs prompts: give two or more")
-        if (packed_positions != "reset" or packed_mask != "document") and not packed:
-            raise BadInputError("--packed-positions and --packed-mask apply with --packed")
-        if prompts and seq_len is not None:
-            raise BadInputError("give prompts or --seq-len, not both")
-        if not prompts and seq_len is None:
-            raise BadInputError("give prompts, or --seq-len N to run N arbitrary tokens through the model")
-        path = model_path(model)
-        cfg, files = load_config(path)
-        reports.pick_layer(cfg, kind=kind, layer=layer)  # usage errors before the weights load
-        reports.check_head(cfg, head)
-        has_tokenizer = (files.folder / "tokenizer.json").is_file()
-        tok = Tokenizer.from_dir(files.folder) if prompts or has_tokenizer else None
-        lm = load_model(path, device=device, dtype=dtype)
-        if packed:
-            batch = packed_docs.encode_packed(tok, prompts, context=cfg.context_length, positions=packed_positions,
-                                              mask=packed_mask)
-        elif prompts:
-            batch = reports.encode_prompts(tok, prompts, context=cfg.context_length)
-        else:
-            batch = reports.arbitrary_tokens(seq_len, vocab=cfg.vocab_size, context=cfg.context_length, tokenizer=tok)
-        report = reports.model_report(lm, batch, kind=kind, layer=layer, head=head, scores=scores,
-                                      weights=weights, backend=attn, block_size=block_size)
-        checks = leakcheck.check_model(lm, batch, backend=attn) if check else None
+    request = run_inspect.Request(
+        prompts=list(prompts or []), model=model, seq_len=seq_len, kind=kind, window=window, chunk=chunk, pad=pad,
+        layer=layer, head=head, scores=scores, weights=weights, check=check, block_size=block_size, packed=packed,
+        packed_positions=packed_positions, packed_mask=packed_mask, device=device, dtype=dtype, attn=attn)
+    report, checks = run_inspect.inspect(request, default_model=model_path)
     if as_json:
         console.print_json(dumps.report_json(report, checks))
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from attncli.errors import BadInputError
-from attncli.inspect.reports import Batch, _forward
+from attncli.inspect.reports import Batch, _forward, encode_rows
 
 Tensor = torch.Tensor
 
@@ -32,10 +32,7 @@ def encode_packed(tokenizer, prompts: list[str], *, context: int, positions: str
         raise BadInputError(f"--packed-mask must be one of {', '.join(MASKS)}, got {mask!r}")
     if len(prompts) < 2:
         raise BadInputError("--packed needs two or more prompts (one per document)")
-    rows = tokenizer.encode_batch(list(prompts))
-    for text, ids in zip(prompts, rows):
-        if not ids:
-            raise BadInputError(f"prompt {text!r} encodes to no tokens")
+    rows = encode_rows(tokenizer, prompts)
     total = sum(len(r) for r in rows)
     if total > context:
         raise BadInputError(f"the packed sequence has {total} tokens; the model's context is {context}")

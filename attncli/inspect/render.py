@@ -262,8 +262,9 @@ def report_views(report, *, width: int) -> list[RenderableType]:
             if report.layers is None:
                 title = f"{kind} mask"
             else:
-                mask_kind = "sliding" if kind == "sliding" else "causal"
-                title = f"layers {', '.join(map(str, report.layers[kind]))} ({kind} attention): {mask_kind} mask"
+                mask_kind = {"sliding": "sliding", "chunked": "chunked"}.get(kind, "causal")
+                within = " within each document" if report.documents is not None else ""
+                title = f"layers {', '.join(map(str, report.layers[kind]))} ({kind} attention): {mask_kind} mask{within}"
             views.append(Text(""))
             views.append(mask_grid(mask[b], report.tokens[b], title=title, width=width))
         for what, values in (("scores", report.scores), ("weights", report.weights)):

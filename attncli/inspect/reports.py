@@ -127,12 +127,18 @@ def _pad_id(tokenizer) -> int:
     return tokenizer.eos_token_ids[0] if tokenizer.eos_token_ids else 0
 
 
-def encode_prompts(tokenizer, prompts: list[str], *, context: int) -> Batch:
-    """One left-padded batch, as generate builds it."""
+def encode_rows(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Each prompt's token ids; a prompt that encodes to nothing is refused."""
     rows = tokenizer.encode_batch(list(prompts))
     for text, ids in zip(prompts, rows):
         if not ids:
             raise BadInputError(f"prompt {text!r} encodes to no tokens")
+    return rows
+
+
+def encode_prompts(tokenizer, prompts: list[str], *, context: int) -> Batch:
+    """One left-padded batch, as generate builds it."""
+    rows = encode_rows(tokenizer, prompts)
     t = max(len(r) for r in rows)
     if t > context:
         raise BadInputError(f"the longest prompt has {t} tokens; the model's context is {context}")

@@ -4,7 +4,6 @@ alone, seeded sampling, EOS, context limits."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from attncli.errors import BadInputError
 from attncli.generate.loop import Generation, generate

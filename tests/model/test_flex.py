@@ -164,3 +164,13 @@ def test_block_states_from_the_spec_equal_the_dense_count():
         assert not (got.full & ~want.full).any() and not ((got.full | got.partial) < (want.full | want.partial)).any()
         if spec.documents is None and spec.chunk is None:
             assert torch.equal(got.full, want.full) and torch.equal(got.partial, want.partial), trial
+
+
+@pytest.mark.slow
+def test_inspect_mask_check_passes_under_flex(capfd, model_dir):
+    from helpers import LONG, SHORT, run
+
+    code, out, err = run(capfd, "inspect-mask", "-m", model_dir("mistral-window"), LONG, SHORT, "--check",
+                         "--attn", "flex")
+    assert code == 0, err
+    assert "behavioural (flex)" in out and "0 failed" in out

@@ -213,3 +213,32 @@ def test_plot_writes_a_png(capfd, saved, tmp_path):
                        "--plot", str(png))
     assert code == 0, err
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_window_knob_makes_every_layer_slide(capfd, tmp_path):
+    from attncli.profile.spec import load_profile
+
+    out = tmp_path / "w.json"
+    code, _, err = run(capfd, "profile", "--preset", "gpt2", "--random-weights", "--window", "64", "--mode", "prefill",
+                       "--seq-lens", "128", "--repeats", "1", "--warmup", "0", "--out", out)
+    # GPT-2's learned positions: windowed all the same (the knob changes masks, not weights)
+    assert code == 0, err
+    import json
+
+    doc = json.loads(out.read_text())
+    assert doc["model"]["sliding_window"] == 64 and "every layer window 64" in doc["model"]["name"]
+    assert doc["rows"][0]["block_skipped_fraction"] is None  # an sdpa row
+    assert load_profile("windows")["attn"] == "sdpa,flex" and load_profile("windows")["window"] == 128
+
+
+@pytest.mark.slow
+def test_flex_rows_carry_block_skipping_and_compile_time(capfd, tmp_path):
+    import json
+
+    out = tmp_path / "f.json"
+    code, _, err = run(capfd, "profile", "--window", "128", "--attn", "sdpa,flex", "--mode", "prefill",
+                       "--seq-lens", "256,512", "--repeats", "1", "--warmup", "0", "--out", out)
+    assert code == 0, err
+    rows = {(r["attn"], r["seq_len"]): r for r in json.loads(out.read_text())["rows"]}
+    assert rows[("flex", 512)]["block_skipped_fraction"] == pytest.approx(1 - 7 / 16)  # 16 blocks, 7 computed
+    assert rows[("flex", 256)]["compile_s"] > 0 and rows[("sdpa", 256)]["compile_s"] is None
