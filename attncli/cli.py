@@ -85,6 +85,7 @@ def model_path(model: Optional[str]) -> str:
 @app.command()
 def generate(
     prompts: Optional[list[str]] = typer.Argument(None, help="Prompt(s); several make one left-padded batch. None: read stdin."),
+    prompts_file: Optional[str] = typer.Option(None, "--prompts-file", help="Prompts from a file, one per line or JSON Lines with a \"prompt\" field; - = lines of stdin."),
     model: Optional[str] = ModelOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -106,13 +107,19 @@ def generate(
     from attncli.generate import view as gen_view
     from attncli.generate.loop import check_max_new_tokens
     from attncli.generate.sampling import Sampling
-    from attncli.generate.text import TextModel
+    from attncli.generate.text import TextModel, read_prompts
     from attncli.model.attention import check_backend
 
+    if prompts_file is not None:
+        if prompts:
+            raise BadInputError("give prompts or --prompts-file, not both")
+        prompts = read_prompts(prompts_file)
     if not prompts:
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("give a prompt: attncli generate \"The cat sat on the\" (or pipe text on stdin)")
         prompts = [sys.stdin.read().rstrip("\n")]
+        if not prompts[0].strip():
+            raise BadInputError("stdin was empty: pipe a prompt, or give one as an argument")
     check_backend(attn)
     sampling = Sampling(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     check_max_new_tokens(max_new_tokens)  # before loading: a usage error should not wait for the weights
@@ -187,7 +194,7 @@ def inspect_mask(
     if as_json:
         console.print_json(dumps.report_json(report, checks))
     else:
-        for view in render.report_views(report, width=console.out.width):
+        for view in render.report_views(report, width=console.layout_width()):
             console.out.print(view)
         if checks is not None:
             console.out.print()
@@ -195,6 +202,7 @@ def inspect_mask(
             console.out.print(render.audit_table(checks.audit, audit.AUDIT_SCORES, audit.AUDIT_VISIBLE))
     if target is not None:
         dumps.write_dump(target, report, checks)
+        console.err.print(f"wrote {target}", highlight=False, markup=False)
     if checks is not None and not checks.ok:
         raise CheckFailedError(f"inspect-mask --check: {len(checks.failed)} check(s) failed: {', '.join(checks.failed)}")
 
@@ -222,6 +230,7 @@ def profile(
     as_json: bool = typer.Option(False, "--json", help="Print the result document as JSON on stdout instead of tables."),
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the cached decode step (decode rows with the cache); compile time reported apart."),
     window: Optional[int] = typer.Option(None, "--window", help="Every layer sliding with window W (weights unchanged): compare --attn sdpa,flex."),
+    fail_above: Optional[float] = typer.Option(None, "--fail-above", help="With --compare: exit 1 when a matching row is slower than R x the old one."),
 ) -> None:
     """Sweep sequence length; measure latency and memory; fit how they grow."""
     from attncli.profile import run as profile_run
@@ -230,7 +239,7 @@ def profile(
         model=model, preset=preset, random_weights=random_weights, profile_name=profile_name, seq_lens=seq_lens,
         max_seq_len=max_seq_len, batch=batch, mode=mode, cache=cache, attn=attn, repeats=repeats, warmup=warmup,
         out=out, csv_path=csv_path, plot=plot, compare=compare, device=device, dtype=dtype, compile_step=compile_step,
-        window=window,
+        window=window, fail_above=fail_above,
     )
     profile_run.execute(plan, as_json=as_json)
 
@@ -247,10 +256,18 @@ def info(
 ) -> None:
     """Architecture, sizes, KV-cache cost and memory needed at a context length."""
     from attncli import console
+    from attncli.errors import BadInputError
     from attncli.model.summary import model_info
     from attncli.checkpoint.load import inspect_checkpoint
     from attncli.model.build import resolve_device, resolve_dtype
 
+    if preset is not None and model is not None:
+        raise BadInputError("give -m PATH or --preset NAME, not both")
+    if preset == "help":
+        from attncli.model.presets import preset_table
+
+        console.out.print(preset_table())
+        return
     if preset is not None:
         from attncli.model.presets import preset_config, preset_source
 
@@ -261,6 +278,9 @@ def info(
         title = str(files.folder)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, cfg.dtype, dev)
+    if context is not None and context > cfg.context_length and not cfg.fully_windowed:
+        console.err.print(f"warning: --context {context:,} is past the model's context of {cfg.context_length:,} "
+                          "tokens: it cannot run that long; the memory shown is for the length asked", highlight=False)
     result = model_info(cfg, dtype=dt, context=context, batch=batch)
     if preset is not None:
         result["model"] = f"preset:{preset}"

@@ -4,15 +4,72 @@ the one-line error, JSON output, and the info table. No model code here."""
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-out = Console(soft_wrap=True)
+# Piped or redirected, stdout has no width to keep to: tables print at the width they need
+# (nothing cut); a terminal keeps its own, and tables drop secondary columns to fit it.
+_WIDE = 4096
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _WIDE)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def layout_width() -> int:
+    """The width to lay grids and charts out for: the terminal's, or in a pipe $COLUMNS
+    (else 80), as before: a grid has no natural width, unlike a table."""
+    if out.width < _WIDE:
+        return out.width
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "80")))
+    except ValueError:
+        return 80
+
+
+@dataclass(frozen=True)
+class Col:
+    name: str
+    justify: str = "right"
+    drop: int = 0  # 0: always shown; higher numbers are dropped first when the table does not fit
+
+
+def fitted_table(cols: list[Col], rows: list[list[str]], *, title: str, width: int | None = None,
+                 console: Console | None = None) -> Table:
+    """A table that never cuts a cell: columns that make it wider than ``width`` (the
+    console's) are left out, the most droppable first, and the caption names them and how
+    to see them. Every cell is kept whole (no wrapping inside a number)."""
+    console = console or out
+    width = width or console.width
+    keep = list(range(len(cols)))
+
+    def build(idx: list[int]) -> Table:
+        t = Table(title=title, title_justify="left")
+        for i in idx:
+            t.add_column(cols[i].name, justify=cols[i].justify, no_wrap=True)
+        for r in rows:
+            t.add_row(*(r[i] for i in idx))
+        return t
+
+    table = build(keep)
+    hidden: list[str] = []
+    while console.measure(table, options=console.options.update_width(_WIDE)).maximum > width:
+        droppable = [i for i in keep if cols[i].drop > 0]
+        if not droppable:
+            break
+        worst = max(droppable, key=lambda i: (cols[i].drop, i))
+        keep.remove(worst)
+        hidden.append(cols[worst].name)
+        table = build(keep)
+    if hidden:
+        table.caption = (f"hidden at this width: {', '.join(reversed(hidden))} "
+                         "(a wider terminal, or a pipe, or --json / --csv show them)")
+        table.caption_justify = "left"
+    return table
 
 
 def human_bytes(n: int | float | None) -> str:

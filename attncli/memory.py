@@ -78,6 +78,17 @@ class PeakMemory:
             self._max = max(self._max, self._proc.memory_info().rss)
             self._stop.wait(self.interval_s)  # wakes at once on exit
 
+    def restart(self) -> None:
+        """Forget the peak so far (not the baseline): what stays allocated counts, what was
+        only passing through (a cache fill's activations) does not."""
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            release_freed_memory()
+            self._kernel_peak = reset_peak_rss()
+            self._max = self._proc.memory_info().rss
+
     def read(self) -> int:
         """The peak so far (callable inside the block, e.g. for partial stats)."""
         if self.device.type == "cuda":

@@ -156,12 +156,15 @@ class Tokenizer:
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         if not isinstance(text, str):
             raise BadInputError(f"text to encode must be a string, not {type(text).__name__}")
+        _check_utf8(text)
         ids = self.backend.encode(text, add_special_tokens=add_special_tokens).ids
         return self._finish(ids, add_special_tokens)
 
     def encode_batch(self, texts: list[str], add_special_tokens: bool = True) -> list[list[int]]:
         if not all(isinstance(t, str) for t in texts):
             raise BadInputError("texts to encode must all be strings")
+        for t in texts:
+            _check_utf8(t)
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=add_special_tokens)
         return [self._finish(e.ids, add_special_tokens) for e in encodings]
 
@@ -266,3 +269,12 @@ class IncrementalDecoder:
             chunk = self._decode(self._window)[len(self._context_text) :]
         self._reset()
         return chunk
+
+
+def _check_utf8(text: str) -> None:
+    """A prompt with bytes that are not UTF-8 (a shell passes them through as surrogates)
+    cannot be tokenized: say so, naming where."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise BadInputError(f"the prompt is not valid UTF-8 (byte {err.start} of it): re-encode it as UTF-8") from None

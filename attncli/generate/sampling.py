@@ -20,12 +20,20 @@ class Sampling:
     seed: int | None = None  # None: a fresh seed, reported so the run can be repeated
 
     def __post_init__(self) -> None:
-        if not (self.temperature >= 0.0) or self.temperature != self.temperature:
-            raise BadInputError(f"--temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not (0.0 <= self.temperature < float("inf")):  # NaN fails too
+            raise BadInputError(f"--temperature must be >= 0 and finite (0 = greedy), got {self.temperature}")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            raise BadInputError(f"--seed must be an integer in 0 .. 2**64 - 1, got {self.seed}")
         if self.top_k is not None and self.top_k < 1:
             raise BadInputError(f"--top-k must be >= 1, got {self.top_k}")
         if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
             raise BadInputError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.temperature == 0.0 and (self.top_k is not None or self.top_p is not None or self.seed is not None):
+            given = ", ".join(f for f, v in (("--top-k", self.top_k), ("--top-p", self.top_p), ("--seed", self.seed))
+                              if v is not None)
+            them = "them" if "," in given else "it"
+            raise BadInputError(f"{given}: only sampling uses {them}, and temperature 0 is greedy: add -t T "
+                                f"(e.g. -t 0.8), or drop {them}")
 
     @property
     def greedy(self) -> bool:

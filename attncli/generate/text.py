@@ -76,14 +76,15 @@ class TextModel:
         tokens = row.tokens[:-1] if row.finish_reason == "eos" else row.tokens
         return self.tokenizer.decode(tokens)
 
-    def record(self, prompt: str, row: Row, stats: GenerationStats) -> dict[str, Any]:
-        """One JSON Lines object of `attncli generate --json` (shape fixed by docs/CLI.md)."""
+    def record(self, prompt: str, row: Row, stats: GenerationStats, interrupted: bool = False) -> dict[str, Any]:
+        """One JSON Lines object of `attncli generate --json` (shape fixed by docs/CLI.md);
+        a row cut short by Ctrl-C finishes as "interrupted"."""
         return {
             "prompt": prompt,
             "prompt_tokens": row.prompt_tokens,
             "tokens": row.tokens,
             "text": self.completion(row),
-            "finish_reason": row.finish_reason,
+            "finish_reason": row.finish_reason or ("interrupted" if interrupted else None),
             "stats": {
                 "ttft_s": stats.ttft_s,
                 "tokens_per_s": stats.row_tokens_per_s(row),
@@ -110,3 +111,39 @@ def generate_text(
     rest = decoder.flush()
     if rest:
         yield rest
+
+
+def read_prompts(path: str, stdin=None) -> list[str]:
+    """Prompts from a file (``-``: stdin): one per line, or JSON Lines with a "prompt" field
+    (every non-empty line an object). Blank lines are skipped; none left is an error."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from attncli.errors import BadInputError
+
+    if path == "-":
+        text = (stdin or sys.stdin).read()
+    else:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise BadInputError(f"--prompts-file {path}: no such file")
+        try:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise BadInputError(f"--prompts-file {path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise BadInputError(f"--prompts-file {path}: no prompts in it")
+    if all(line.lstrip().startswith("{") for line in lines):
+        prompts = []
+        for n, line in enumerate(lines, 1):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise BadInputError(f"--prompts-file {path}: line {n} is not JSON ({err.msg})") from None
+            if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), str):
+                raise BadInputError(f"--prompts-file {path}: line {n} has no string \"prompt\" field")
+            prompts.append(obj["prompt"])
+        return prompts
+    return lines

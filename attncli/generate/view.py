@@ -49,7 +49,7 @@ class GenerationView:
         elif self.as_json:
             stats = self.gen.stats
             for prompt, row in zip(self.prompts, self.gen.rows):
-                print_json(self.tm.record(prompt, row, stats))
+                print_json(self.tm.record(prompt, row, stats, interrupted=interrupted))
         else:
             self._print_done_rows(force=True)
         if interrupted:

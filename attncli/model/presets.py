@@ -68,6 +68,16 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
+def preset_table():
+    """The presets as a table for `info --preset help`: name, model_type, parameters, source."""
+    from attncli.console import Col, fitted_table
+
+    cells = [[name, cfg["model_type"], f"{EXPECTED_PARAMETERS[name]:,}", cfg["source"]] for name, cfg in PRESETS.items()]
+    return fitted_table([Col("preset", "left"), Col("model_type", "left", drop=2), Col("parameters"),
+                         Col("source", "left", drop=1)], cells,
+                        title="presets (attncli info --preset NAME; profile --preset NAME --random-weights)")
+
+
 def _known() -> str:
     return ", ".join(PRESETS)
 

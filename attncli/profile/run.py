@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from attncli.atomic import check_output_path, write_atomic, write_text_atomic
-from attncli.errors import BadInputError
+from attncli.errors import BadInputError, CheckFailedError
+from attncli.profile.compare import mismatches, pairs, slower_than
 from attncli.profile.document import environment, model_summary, result_document
 from attncli.profile.spec import MODES, SweepSpec, check_spec, doubling, load_profile, parse_choice, parse_seq_lens
 from attncli.model.attention.backends import BACKENDS
-from attncli.profile.sweep import Row, run_sweep
+from attncli.profile.sweep import Row, check_fits, run_sweep, warm_up
 
 CACHE_CHOICES = {"both": (True, False), "on": (True,), "off": (False,)}
 DEFAULT_MAX_SEQ_LEN = 1024
@@ -32,6 +33,7 @@ class Plan:
     plot: Path | None
     compare: dict[str, Any] | None
     compare_name: str | None
+    fail_above: float | None = None
 
 
 def _pick(flag: Any, profile: dict[str, Any], key: str, default: Any) -> Any:
@@ -42,7 +44,7 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
          seq_lens: str | None, max_seq_len: str | None, batch: int | None, mode: str | None, cache: str | None,
          attn: str | None, repeats: int | None, warmup: int | None, out: str | None, csv_path: str | None,
          plot: str | None, compare: str | None, device: str, dtype: str, compile_step: bool = False,
-         window: int | None = None) -> Plan:
+         window: int | None = None, fail_above: float | None = None) -> Plan:
     """Every check that needs no model first (cheap, before a possibly long build)."""
     prof = load_profile(profile_name) if profile_name else {}
     mode_v = str(_pick(mode, prof, "mode", "both"))
@@ -63,6 +65,12 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
         plot_p = check_output_path(plot, flag="--plot", suffixes=(".png",))
         require_matplotlib()
     old, old_name = (_read_compare(compare), Path(compare).name) if compare else (None, None)
+    if fail_above is not None and (compare is None or not fail_above > 0):
+        raise BadInputError("--fail-above R needs --compare OLD.json and R > 0 (e.g. 1.10: fail when 10% slower)")
+    if seq_lens is not None and not seq_lens.strip(","):
+        raise BadInputError("--seq-lens is empty: give lengths, e.g. --seq-lens 128,256,512")
+    if cache is not None and mode_v == "prefill":
+        raise BadInputError(f"--cache {cache} applies to decode rows, and --mode prefill has none")
     if preset and model:
         raise BadInputError("give -m PATH or --preset NAME, not both")
     if preset:
@@ -80,16 +88,21 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
         except ValueError:
             raise BadInputError(f"--max-seq-len must be an integer or 'context', got {max_v!r}") from None
         doubling(max_v)  # validates
-    the_model, name = _build(model, preset, random_weights, device, dtype, None if window is None else int(window))
-    context = the_model.cfg.context_length
+    cfg = _config(model, preset, None if window is None else int(window))
+    context = cfg.context_length
     if lens is None:
         lens = doubling(context if max_v == "context" else (max_v or min(context, DEFAULT_MAX_SEQ_LEN)))
     spec = SweepSpec(seq_lens=lens, batch=int(_pick(batch, prof, "batch", 1)), modes=tuple(modes),
                      caches=CACHE_CHOICES[cache_v], attns=tuple(attns),
                      repeats=int(_pick(repeats, prof, "repeats", 3)), warmup=int(_pick(warmup, prof, "warmup", 1)),
                      compile=compile_step)
+    from attncli.model.build import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    check_fits(cfg, resolve_dtype(dtype, cfg.dtype, dev), dev, spec, f"--preset {preset}" if preset else "the model")
+    the_model, name = _build(model, preset, random_weights, device, dtype, None if window is None else int(window))
     check_spec(spec, the_model)
-    return Plan(the_model, name, random_weights or bool(preset), spec, out_p, csv_p, plot_p, old, old_name)
+    return Plan(the_model, name, random_weights or bool(preset), spec, out_p, csv_p, plot_p, old, old_name, fail_above)
 
 
 def _read_compare(path: str) -> dict[str, Any]:
@@ -103,6 +116,20 @@ def _read_compare(path: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
         raise BadInputError(f"--compare {path}: not an attncli profile result (no rows)")
     return doc
+
+
+def _config(model: str | None, preset: str | None, window: int | None):
+    """The config the run will build, read without building anything."""
+    from attncli.checkpoint.files import default_model_path
+    from attncli.checkpoint.load import load_config
+
+    if preset:
+        from attncli.model.presets import preset_config
+
+        cfg = preset_config(preset)
+    else:
+        cfg, _ = load_config(model or default_model_path())
+    return cfg if window is None else cfg.windowed_everywhere(window)
 
 
 def _build(model: str | None, preset: str | None, random_weights: bool, device: str, dtype: str,
@@ -148,11 +175,11 @@ def _csv(rows: list[dict[str, Any]], tmp: str) -> None:
 
 def execute(plan_: Plan, *, as_json: bool = False) -> dict[str, Any]:
     """Run the sweep with a progress bar on stderr, saving after every row; render at the end.
-    Ctrl-C keeps every finished row in --out/--csv and re-raises."""
+    Ctrl-C renders the rows finished so far, says which files keep them, and re-raises;
+    --fail-above R then fails (CheckFailedError) when a matching row got slower than R x."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from attncli import console
-    from attncli.profile import tables
     from attncli.profile.sweep import series_key, series_label
 
     model = plan_.model
@@ -163,23 +190,50 @@ def execute(plan_: Plan, *, as_json: bool = False) -> dict[str, Any]:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console.err, transient=True)
     doc = result_document(env, summary, rows, plan_.spec)
-    with progress:
-        task = progress.add_task("profile", total=len(points))
-        for row in run_sweep(model, plan_.spec):
-            rows.append(row)
-            doc = result_document(env, summary, rows, plan_.spec)
-            save(plan_, doc)
-            # points run in order, and those skipped after an OOM count as done
-            done = points.index((row.mode, row.cache, row.attn, row.seq_len)) + 1
-            progress.update(task, completed=done,
-                            description=f"{series_label(series_key(row))} T={row.seq_len}")
-    if plan_.plot:
+    interrupted = False
+    try:
+        warm_up(model, plan_.spec)  # one-time allocations in no row: each row's peak is its own work
+        with progress:
+            task = progress.add_task("profile", total=len(points))
+            for row in run_sweep(model, plan_.spec):
+                rows.append(row)
+                doc = result_document(env, summary, rows, plan_.spec)
+                save(plan_, doc)
+                # points run in order, and those skipped after an OOM count as done
+                done = points.index((row.mode, row.cache, row.attn, row.seq_len)) + 1
+                progress.update(task, completed=done,
+                                description=f"{series_label(series_key(row))} T={row.seq_len}")
+    except KeyboardInterrupt:
+        interrupted = True
+    if plan_.plot and doc["rows"]:
         from attncli.profile.plot import plot_profile
 
         plot_profile(doc, plan_.plot)
     if as_json:
         console.print_json(doc)
-        return doc
+    else:
+        _render(plan_, doc, summary, env)
+    kept = [p for p in (plan_.out, plan_.csv_path, plan_.plot) if p and (p.exists())]
+    for path in kept:
+        console.err.print(f"{'kept' if interrupted else 'wrote'} {path}" +
+                          (f" ({len(rows)} finished rows)" if interrupted else ""), highlight=False)
+    if interrupted:
+        raise KeyboardInterrupt
+    if plan_.compare is not None and plan_.fail_above is not None:
+        slow = slower_than(pairs(doc["rows"], plan_.compare["rows"]), plan_.fail_above)
+        if slow:
+            worst = max(slow, key=lambda x: x[1])
+            raise CheckFailedError(
+                f"profile --fail-above {plan_.fail_above:g}: {len(slow)} row(s) slower than {plan_.fail_above:g}x "
+                f"{plan_.compare_name}; worst {series_label(series_key(worst[0]))} T={worst[0]['seq_len']} at "
+                f"{worst[1]:.3f}x")
+    return doc
+
+
+def _render(plan_: Plan, doc: dict[str, Any], summary: dict[str, Any], env: dict[str, Any]) -> None:
+    from attncli import console
+    from attncli.profile import tables
+
     out = console.out
     out.print(f"[bold]{summary['name']}[/] ({summary['architecture']}, {summary['parameters']:,} parameters, "
               f"{summary['dtype']}) on {env['device_name']} ({env['device']}, {env['threads']} threads), torch {env['torch']}")
@@ -192,8 +246,12 @@ def execute(plan_: Plan, *, as_json: bool = False) -> dict[str, Any]:
     if chart:
         out.print(chart, markup=False, highlight=False)
     if plan_.compare is not None:
-        out.print(tables.compare_table(doc["rows"], plan_.compare["rows"], plan_.compare_name))
-    for path in (plan_.out, plan_.csv_path, plan_.plot):
-        if path:
-            console.err.print(f"wrote {path}", highlight=False)
-    return doc
+        for line in mismatches(doc, plan_.compare):
+            console.err.print(f"warning: --compare {plan_.compare_name}: {line}; the ratios compare unlike setups",
+                              highlight=False, markup=False)
+        matched = pairs(doc["rows"], plan_.compare["rows"])
+        if matched:
+            out.print(tables.compare_table(matched, plan_.compare_name))
+        else:
+            console.err.print(f"warning: --compare {plan_.compare_name}: no row matches this run's "
+                              "(mode, cache, backend, batch, T): nothing to compare", highlight=False, markup=False)

@@ -108,14 +108,17 @@ def _free(device: torch.device) -> None:
 
 
 def _predicted_bytes(model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int) -> int:
+    return predicted_bytes(model.cfg, model.dtype, mode, cache, attn, batch, t)
+
+
+def predicted_bytes(cfg, dtype: torch.dtype, mode: str, cache: bool | None, attn: str, batch: int, t: int) -> int:
     """A rough upper bound of the memory a row's work needs beyond the weights: KV cache,
     a few (B, T, max(C, I)) activations, eager's (B, H, T, S) scores and weights."""
-    cfg = model.cfg
-    item = model.dtype.itemsize
+    item = dtype.itemsize
     width = max(cfg.hidden_size, cfg.intermediate_size * 2, cfg.q_dim + 2 * cfg.kv_dim)
     q = 1 if (mode == "decode" and cache) else t
     need = 6 * batch * q * width * item + batch * cfg.vocab_size * 4
-    need += KVCache.bytes_per_token(cfg, model.dtype) * batch * t if cache else 0
+    need += KVCache.bytes_per_token(cfg, dtype) * batch * t if cache else 0
     if attn == "eager":
         need += 3 * batch * cfg.num_heads * q * t * 4
     return need
@@ -173,6 +176,7 @@ def measure(
             compiled = compile and cached_step
             flex_before = model.flex.compile_s
             fn = _step_fn(model, mode, cache, attn, batch, t, device, compiled)
+            mem.restart()  # the row's own work: the cache it holds counts, the fill's activations not
             if compiled:
                 row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
                 warmup = max(warmup, 2)
@@ -199,6 +203,42 @@ def measure(
     row.gflops_per_s = cost.flops / med / 1e9
     row.gb_per_s = (weight_bytes + row.kv_cache_bytes) / med / 1e9
     return row
+
+
+def check_fits(cfg, dtype: torch.dtype, device: torch.device, spec: SweepSpec, what: str) -> None:
+    """Refuse, before a byte is allocated, a model whose weights plus the largest row's KV
+    cache and activations cannot fit this device's free memory (on the CPU the OOM killer
+    gives no second chance; on a GPU, per device)."""
+    from attncli.errors import BadInputError
+    from attncli.model.summary import parameter_count
+
+    weights = parameter_count(cfg) * dtype.itemsize
+    work = max(predicted_bytes(cfg, dtype, mode, cache, attn, spec.batch, t) for mode, cache, attn, t in spec.points())
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = psutil.virtual_memory().available
+    if weights + work > 0.9 * free:
+        gib = 2**30
+        raise BadInputError(
+            f"{what} in {str(dtype).removeprefix('torch.')} needs ~{(weights + work) / gib:.1f} GiB (weights "
+            f"{weights / gib:.1f} GiB, KV cache and activations up to {work / gib:.1f} GiB); {device} has "
+            f"{free / gib:.1f} GiB free: try --dtype bfloat16, a smaller model, or shorter --seq-lens / --batch")
+
+
+def warm_up(model: Transformer, spec: SweepSpec) -> None:
+    """One untimed, unrecorded call per series at the smallest T before the sweep: the
+    libraries' one-time allocations (oneDNN's code and scratch, allocator pools) then land
+    in no row, and the first row's peak is its own work (not larger than the next T's).
+    Flex is left out: its compile is reported per row."""
+    t = min(spec.seq_lens)
+    with torch.inference_mode():
+        for mode in spec.modes:
+            for cache in (spec.caches if mode == "decode" else (None,)):
+                for attn in spec.attns:
+                    if attn != "flex" and not (spec.compile and mode == "decode" and cache):
+                        _step_fn(model, mode, cache, attn, spec.batch, t, model.device)()
+    _free(model.device)
 
 
 def run_sweep(model: Transformer, spec: SweepSpec) -> Iterator[Row]:

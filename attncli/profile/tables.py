@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from attncli.profile.sweep import series_key, series_label
-from attncli.console import human_bytes
+from attncli.console import Col, fitted_table, human_bytes
 
 MARKERS = "o+x*#@%&=~"
 
@@ -18,47 +18,51 @@ def _num(v: float | None, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def mode_tables(rows: list[dict[str, Any]]) -> list[Table]:
+_MODE_COLS = [Col("series", "left"), Col("T"), Col("latency ms (min-max)"), Col("tok/s", drop=2), Col("peak mem"),
+              Col("KV", drop=4), Col("scores/layer", drop=5), Col("GFLOP", drop=6), Col("attn %", drop=3),
+              Col("GFLOP/s", drop=7), Col("GB/s", drop=8), Col("status", "left", drop=1)]
+
+
+def mode_tables(rows: list[dict[str, Any]], *, width: int | None = None) -> list[Table]:
     tables = []
     for mode in ("prefill", "decode"):
         sel = [r for r in rows if r["mode"] == mode]
         if not sel:
             continue
         what = "one forward over T tokens" if mode == "prefill" else "one new token at context T"
-        t = Table(title=f"{mode}: {what}", title_justify="left")
-        for col, just in [("series", "left"), ("T", "right"), ("latency ms (min-max)", "right"), ("tok/s", "right"),
-                          ("peak mem", "right"), ("KV", "right"), ("scores/layer", "right"),
-                          ("GFLOP", "right"), ("attn %", "right"), ("GFLOP/s", "right"), ("GB/s", "right"),
-                          ("status", "left")]:
-            t.add_column(col, justify=just)
+        cells = []
         for r in sel:
             if r["status"] != "ok":
-                t.add_row(series_label(series_key(r)), str(r["seq_len"]), *["-"] * 9,
-                          f"[red]{r['status']}[/]" + (f" ({r['note']})" if r.get("note") else ""))
+                cells.append([series_label(series_key(r)), str(r["seq_len"]), *["-"] * 9,
+                              f"[red]{r['status']}[/]" + (f" ({r['note']})" if r.get("note") else "")])
                 continue
             spread = f"{r['latency_ms']:.2f} ({r['latency_min_ms']:.2f}-{r['latency_max_ms']:.2f})"
             share = 100 * r["attention_flops"] / r["flops"] if r["flops"] else None
-            t.add_row(series_label(series_key(r)), str(r["seq_len"]), spread, _num(r["tokens_per_s"], ",.1f"),
-                      human_bytes(r["peak_memory_bytes"]), human_bytes(r["kv_cache_bytes"]) if r["kv_cache_bytes"] else "-",
-                      human_bytes(r["score_bytes"]) if r["score_bytes"] else "-",
-                      _num(r["flops"] / 1e9, ",.2f"), _num(share, ".0f"), _num(r["gflops_per_s"], ",.1f"),
-                      _num(r["gb_per_s"], ",.1f"), "ok")
-        tables.append(t)
+            cells.append([series_label(series_key(r)), str(r["seq_len"]), spread, _num(r["tokens_per_s"], ",.1f"),
+                          human_bytes(r["peak_memory_bytes"]),
+                          human_bytes(r["kv_cache_bytes"]) if r["kv_cache_bytes"] else "-",
+                          human_bytes(r["score_bytes"]) if r["score_bytes"] else "-",
+                          _num(r["flops"] / 1e9, ",.2f"), _num(share, ".0f"), _num(r["gflops_per_s"], ",.1f"),
+                          _num(r["gb_per_s"], ",.1f"), "ok"])
+        tables.append(fitted_table(_MODE_COLS, cells, title=f"{mode}: {what}", width=width))
     return tables
 
 
-def fit_table(fits: list[dict[str, Any]]) -> Table:
-    t = Table(title="growth with T: latency and memory ~ T^k, and a*T^2 + b*T + c", title_justify="left")
-    for col in ("series", "metric", "k (log-log)", "a", "b", "c", "R² (quad)", "points"):
-        t.add_column(col, justify="left" if col in ("series", "metric") else "right")
+_FIT_COLS = [Col("series", "left"), Col("metric", "left"), Col("k (log-log)"), Col("a", drop=3), Col("b", drop=2),
+             Col("c", drop=4), Col("R² (quad)", drop=1), Col("points", drop=5)]
+
+
+def fit_table(fits: list[dict[str, Any]], *, width: int | None = None) -> Table:
+    cells = []
     for f in fits:
         if f["points"] < 2:
             continue
         key = (f["mode"], f["cache"], f["attn"], f["batch"])
-        t.add_row(series_label(key), "latency ms" if f["metric"] == "latency_ms" else "peak mem B",
-                  _num(f["exponent"], ".2f"), _num(f["a"], ".3g"), _num(f["b"], ".3g"), _num(f["c"], ".3g"),
-                  _num(f["r2_quadratic"], ".4f"), str(f["points"]))
-    return t
+        cells.append([series_label(key), "latency ms" if f["metric"] == "latency_ms" else "peak mem B",
+                      _num(f["exponent"], ".2f"), _num(f["a"], ".3g"), _num(f["b"], ".3g"), _num(f["c"], ".3g"),
+                      _num(f["r2_quadratic"], ".4f"), str(f["points"])])
+    return fitted_table(_FIT_COLS, cells, title="growth with T: latency and memory ~ T^k, and a*T^2 + b*T + c",
+                        width=width)
 
 
 def chart(rows: list[dict[str, Any]], *, width: int = 64, height: int = 18) -> str:
@@ -96,20 +100,17 @@ def chart(rows: list[dict[str, Any]], *, width: int = 64, height: int = 18) -> s
     return "\n".join(lines)
 
 
-def compare_table(rows: list[dict[str, Any]], old_rows: list[dict[str, Any]], old_name: str) -> Table:
-    """New latency over old, per matching row: < 1 means faster now."""
-    index = {(*series_key(r), r["seq_len"]): r for r in old_rows}
-    t = Table(title=f"compared with {old_name} (ratio = new / old latency; < 1 is faster)", title_justify="left")
-    for col in ("series", "T", "old ms", "new ms", "ratio", "old mem", "new mem"):
-        t.add_column(col, justify="left" if col == "series" else "right")
-    for r in rows:
-        old = index.get((*series_key(r), r["seq_len"]))
-        if old is None:
-            continue
-        ratio = (r["latency_ms"] / old["latency_ms"]) if (r.get("latency_ms") and old.get("latency_ms")) else None
+_COMPARE_COLS = [Col("series", "left"), Col("T"), Col("old ms"), Col("new ms"), Col("ratio"), Col("old mem", drop=2),
+                 Col("new mem", drop=1)]
+
+
+def compare_table(matched: list[tuple[dict, dict, float | None]], old_name: str, *, width: int | None = None) -> Table:
+    """New latency over old, per matching row (attncli.profile.compare.pairs): < 1 means faster now."""
+    cells = []
+    for r, old, ratio in matched:
         style = "" if ratio is None else ("green" if ratio < 0.95 else "red" if ratio > 1.05 else "")
-        t.add_row(series_label(series_key(r)), str(r["seq_len"]), _num(old.get("latency_ms"), ".2f"),
-                  _num(r.get("latency_ms"), ".2f"),
-                  f"[{style}]{ratio:.3f}[/]" if style else _num(ratio, ".3f"),
-                  human_bytes(old.get("peak_memory_bytes")), human_bytes(r.get("peak_memory_bytes")))
-    return t
+        cells.append([series_label(series_key(r)), str(r["seq_len"]), _num(old.get("latency_ms"), ".2f"),
+                      _num(r.get("latency_ms"), ".2f"), f"[{style}]{ratio:.3f}[/]" if style else _num(ratio, ".3f"),
+                      human_bytes(old.get("peak_memory_bytes")), human_bytes(r.get("peak_memory_bytes"))])
+    return fitted_table(_COMPARE_COLS, cells, title=f"compared with {old_name} (ratio = new / old latency; < 1 is faster)",
+                        width=width)
