@@ -59,6 +59,7 @@ ModelOpt = typer.Option(
 )
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (auto: CUDA if present).")
 DtypeOpt = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16 (auto: checkpoint dtype on GPU, float32 on CPU).")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice); shown in the stats and the profile's env.")
 AttnOpt = typer.Option("sdpa", "--attn", help="Attention backend: eager | sdpa | flex (FlexAttention, compiled; compile time reported apart).")
 
 
@@ -76,6 +77,14 @@ def _root(
     pass
 
 
+def set_threads(threads: Optional[int]) -> None:
+    """--threads N: torch's intra-op threads (a busy shared host runs faster on fewer)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def model_path(model: Optional[str]) -> str:
     from attncli.checkpoint.files import default_model_path
 
@@ -89,6 +98,7 @@ def generate(
     model: Optional[str] = ModelOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    threads: Optional[int] = ThreadsOpt,
     attn: str = AttnOpt,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", "-n", help="New tokens per prompt (at most)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="KV cache; --no-cache re-runs the whole sequence every step."),
@@ -103,6 +113,7 @@ def generate(
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA graphs on a GPU); compile time is reported apart."),
 ) -> None:
     """Generate text, streamed, with or without a KV cache; stats go to stderr."""
+    set_threads(threads)
     from attncli.errors import BadInputError
     from attncli.generate import view as gen_view
     from attncli.generate.loop import check_max_new_tokens
@@ -144,6 +155,7 @@ def inspect_mask(
     model: Optional[str] = ModelOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    threads: Optional[int] = ThreadsOpt,
     attn: str = AttnOpt,
     seq_len: Optional[int] = typer.Option(
         None, "--seq-len", min=1,
@@ -176,11 +188,14 @@ def inspect_mask(
     as_json: bool = typer.Option(
         False, "--json", help="Print JSON {tokens, kind, mask, ...} (tokens null at padding, masked scores null); "
                               "a list of those for a batch."),
+    fmt: str = typer.Option("table", "--format", help="table | md (--check's table as GitHub markdown) | csv (a row per cell, with layer and head) | json."),
 ) -> None:
     """Show the attention masks a model really applies (or masks alone), its scores and weights, and prove nothing leaks."""
+    set_threads(threads)
     from attncli import console
     from attncli.errors import CheckFailedError
-    from attncli.inspect import audit, dumps, render
+    from attncli.formats import check_format
+    from attncli.inspect import dumps, render
     from attncli.inspect import run as run_inspect
     from attncli.model.attention import check_backend
 
@@ -191,15 +206,7 @@ def inspect_mask(
         layer=layer, head=head, scores=scores, weights=weights, check=check, block_size=block_size, packed=packed,
         packed_positions=packed_positions, packed_mask=packed_mask, device=device, dtype=dtype, attn=attn)
     report, checks = run_inspect.inspect(request, default_model=model_path)
-    if as_json:
-        console.print_json(dumps.report_json(report, checks))
-    else:
-        for view in render.report_views(report, width=console.layout_width()):
-            console.out.print(view)
-        if checks is not None:
-            console.out.print()
-            console.out.print(render.check_table(checks.rows))
-            console.out.print(render.audit_table(checks.audit, audit.AUDIT_SCORES, audit.AUDIT_VISIBLE))
+    render.show(report, checks, check_format(fmt, as_json), width=console.layout_width())
     if target is not None:
         dumps.write_dump(target, report, checks)
         console.err.print(f"wrote {target}", highlight=False, markup=False)
@@ -227,21 +234,26 @@ def profile(
     compare: Optional[str] = typer.Option(None, "--compare", help="An earlier --out JSON: print new/old latency per row."),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    threads: Optional[int] = ThreadsOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the result document as JSON on stdout instead of tables."),
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the cached decode step (decode rows with the cache); compile time reported apart."),
     window: Optional[int] = typer.Option(None, "--window", help="Every layer sliding with window W (weights unchanged): compare --attn sdpa,flex."),
     fail_above: Optional[float] = typer.Option(None, "--fail-above", help="With --compare: exit 1 when a matching row is slower than R x the old one."),
+    breakdown: bool = typer.Option(False, "--breakdown", help="Time the attention kernels apart from the rest, per row (attn_ms, other_ms) and fit each."),
+    fmt: str = typer.Option("table", "--format", help="table | md (GitHub markdown) | csv (rows with model, dtype, device, torch, commit) | json."),
 ) -> None:
     """Sweep sequence length; measure latency and memory; fit how they grow."""
+    set_threads(threads)
+    from attncli.formats import check_format
     from attncli.profile import run as profile_run
 
     plan = profile_run.plan(
         model=model, preset=preset, random_weights=random_weights, profile_name=profile_name, seq_lens=seq_lens,
         max_seq_len=max_seq_len, batch=batch, mode=mode, cache=cache, attn=attn, repeats=repeats, warmup=warmup,
         out=out, csv_path=csv_path, plot=plot, compare=compare, device=device, dtype=dtype, compile_step=compile_step,
-        window=window, fail_above=fail_above,
+        window=window, fail_above=fail_above, breakdown=breakdown,
     )
-    profile_run.execute(plan, as_json=as_json)
+    profile_run.execute(plan, fmt=check_format(fmt, as_json))
 
 
 @app.command()
@@ -249,14 +261,18 @@ def info(
     model: Optional[str] = ModelOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
+    threads: Optional[int] = ThreadsOpt,
     preset: Optional[str] = typer.Option(None, "--preset", help="A real model's shape by name instead of -m ('help' lists them)."),
     context: Optional[int] = typer.Option(None, "--context", min=1, help="Context length for the memory estimate (default: the model's)."),
     batch: int = typer.Option(1, "--batch", min=1, help="Batch size for the KV-cache estimate."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    fmt: str = typer.Option("table", "--format", help="table | md (GitHub markdown) | csv (one row, the JSON keys as header) | json."),
 ) -> None:
     """Architecture, sizes, KV-cache cost and memory needed at a context length."""
+    set_threads(threads)
     from attncli import console
     from attncli.errors import BadInputError
+    from attncli.formats import check_format
     from attncli.model.summary import model_info
     from attncli.checkpoint.load import inspect_checkpoint
     from attncli.model.build import resolve_device, resolve_dtype
@@ -287,10 +303,7 @@ def info(
     else:
         result.update(model=str(files.folder), checkpoint_files=len(plan.files), checkpoint_bytes=plan.checkpoint_bytes,
                       not_loaded=plan.not_loaded(cfg))
-    if as_json:
-        console.print_json(result)
-    else:
-        console.out.print(console.info_table(result, title=title))
+    console.show_info(result, title, check_format(fmt, as_json))
 
 
 # ---- entry point ----

@@ -94,6 +94,12 @@ def error_line(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
+def write(text: str) -> None:
+    """Text for scripts (markdown, CSV) on stdout, as is: not rich's to wrap or style."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def print_json(obj: Any) -> None:
     # Plain print, not rich: scripts parse this.
     sys.stdout.write(json.dumps(obj) + "\n")
@@ -124,29 +130,49 @@ def _layer_list(layers: list[int]) -> str:
     return ", ".join(map(str, layers)) + f" ({len(layers)})"
 
 
+def info_pairs(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows of `attncli info`, as the table and the markdown show them."""
+    pairs = []
+    for label, key, fmt in _INFO_ROWS:
+        pairs.append((label, f"{info['heads']} / {info['kv_heads']}" if key is None else fmt(info[key])))
+    if info["sliding_layers"] and len(info["sliding_layers"]) != info["layers"]:
+        pairs.append(("sliding layers", _layer_list(info["sliding_layers"])))
+    if info.get("nope_layers"):
+        pairs.append(("no-RoPE layers", _layer_list(info["nope_layers"])))
+    caps = [f"{name} {info[key]:g}" for name, key in (("scores", "attn_softcap"), ("logits", "final_softcap"))
+            if info.get(key) is not None]
+    if caps:
+        pairs.append(("soft-caps", ", ".join(caps)))
+    if info.get("norms", "pre") != "pre" or info.get("parallel_residual"):
+        pairs.append(("norms", info["norms"] + (", parallel residual" if info.get("parallel_residual") else "")))
+    if info.get("not_loaded"):
+        skipped = info["not_loaded"]
+        pairs.append(("not loaded", f"{skipped['tensors']} tensors, {human_bytes(skipped['bytes'])}: {skipped['what']}"))
+    ctx = f"at context {info['context']:,}" + (f", batch {info['batch']}" if info["batch"] != 1 else "")
+    pairs.append((f"KV cache {ctx}", human_bytes(info["kv_cache_bytes"])))
+    pairs.append((f"memory {ctx}", f"{human_bytes(info['memory_bytes'])} (weights + KV cache)"))
+    return pairs
+
+
 def info_table(info: dict[str, Any], title: str) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    for label, key, fmt in _INFO_ROWS:
-        if key is None:
-            table.add_row(label, f"{info['heads']} / {info['kv_heads']}")
-        else:
-            table.add_row(label, fmt(info[key]))
-    if info["sliding_layers"] and len(info["sliding_layers"]) != info["layers"]:
-        table.add_row("sliding layers", _layer_list(info["sliding_layers"]))
-    if info.get("nope_layers"):
-        table.add_row("no-RoPE layers", _layer_list(info["nope_layers"]))
-    caps = [f"{name} {info[key]:g}" for name, key in (("scores", "attn_softcap"), ("logits", "final_softcap"))
-            if info.get(key) is not None]
-    if caps:
-        table.add_row("soft-caps", ", ".join(caps))
-    if info.get("norms", "pre") != "pre" or info.get("parallel_residual"):
-        table.add_row("norms", info["norms"] + (", parallel residual" if info.get("parallel_residual") else ""))
-    if info.get("not_loaded"):
-        skipped = info["not_loaded"]
-        table.add_row("not loaded", f"{skipped['tensors']} tensors, {human_bytes(skipped['bytes'])}: {skipped['what']}")
-    ctx = f"at context {info['context']:,}" + (f", batch {info['batch']}" if info["batch"] != 1 else "")
-    table.add_row(f"KV cache {ctx}", human_bytes(info["kv_cache_bytes"]))
-    table.add_row(f"memory {ctx}", f"{human_bytes(info['memory_bytes'])} (weights + KV cache)")
+    for label, value in info_pairs(info):
+        table.add_row(label, value)
     return table
+
+
+def show_info(result: dict[str, Any], title: str, fmt: str) -> None:
+    """`attncli info` in the format asked for."""
+    from attncli.formats import csv_text, markdown
+
+    if fmt == "json":
+        print_json(result)
+    elif fmt == "md":
+        write(markdown(["field", "value"], info_pairs(result), title=title))
+    elif fmt == "csv":  # one row, the JSON keys as its header
+        flat = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in result.items()}
+        write(csv_text(list(flat), [list(flat.values())]))
+    else:
+        out.print(info_table(result, title=title))

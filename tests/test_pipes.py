@@ -180,3 +180,55 @@ def test_dump_says_what_it_wrote(capfd, tmp_path):
     target = tmp_path / "m.json"
     code, _, err = run(capfd, "inspect-mask", "--seq-len", "4", "--dump", target)
     assert code == 0 and f"wrote {target}" in err and target.is_file()
+
+
+def test_threads_flag_sets_and_reports_the_thread_count(capfd, model_dir, saved):
+    import torch
+
+    old = torch.get_num_threads()
+    try:
+        code, _, err = run(capfd, "generate", "-m", model_dir("llama"), "the cat", "-n", "2", "--threads", "1")
+        assert code == 0 and "threads 1" in err
+        folder, _ = saved("llama")
+        code, out, _ = run(capfd, "profile", "-m", folder, "--seq-lens", "4", "--mode", "prefill", "--repeats", "1",
+                           "--threads", "1", "--json")
+        assert json.loads(out)["env"]["threads"] == 1
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_breakdown_times_attention_apart_and_fits_each(capfd, saved, tmp_path):
+    folder, _ = saved("llama")
+    code, out, _ = run(capfd, "profile", "-m", folder, "--seq-lens", "8,16,32", "--mode", "prefill", "--repeats", "2",
+                       "--warmup", "0", "--breakdown", "--json")
+    doc = json.loads(out)
+    for r in doc["rows"]:
+        assert 0 < r["attn_ms"] < r["latency_ms"]
+        assert r["attn_ms"] + r["other_ms"] == pytest.approx(r["latency_ms"], rel=0.5)
+    assert {"attn_ms", "other_ms"} <= {f["metric"] for f in doc["fits"]}
+
+
+def test_format_md_csv_json_for_profile_info_and_check(capfd, saved, model_dir):
+    import csv as csvmod
+
+    folder, _ = saved("llama")
+    base = ["profile", "-m", folder, "--seq-lens", "4,8", "--mode", "prefill", "--repeats", "1", "--warmup", "0"]
+    code, out, _ = run(capfd, *base, "--format", "csv")
+    rows = list(csvmod.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 2 and rows[0]["model_name"].endswith("llama") and rows[0]["torch"]
+    assert {"dtype", "device", "commit", "latency_ms", "seq_len"} <= set(rows[0])
+    code, out, _ = run(capfd, *base, "--format", "md")
+    assert code == 0 and "| series | T | latency ms |" in out and "**growth with T**" in out
+    code, out, _ = run(capfd, "info", "--preset", "gpt2", "--format", "md")
+    assert code == 0 and "| architecture | gpt2 |" in out
+    code, out, _ = run(capfd, "info", "--preset", "gpt2", "--format", "csv")
+    info = next(csvmod.DictReader(io.StringIO(out)))
+    assert info["parameters"] == "124439808" and info["architecture"] == "gpt2"
+    code, out, _ = run(capfd, "inspect-mask", "-m", model_dir("llama"), "the cat sat", "--check", "--format", "md")
+    assert code == 0 and "| mask | applied mask == expected" in out
+    code, out, _ = run(capfd, "inspect-mask", "-m", model_dir("llama"), "the cat", "--weights", "--layer", "1",
+                       "--format", "csv")
+    cells = list(csvmod.DictReader(io.StringIO(out)))
+    assert cells[0]["layer"] == "1" and cells[0]["head"] == "0" and "weight" in cells[0]
+    assert_one_line_error(*run(capfd, "info", "--preset", "gpt2", "--json", "--format", "md")[::2], 2, "two formats")
+    assert_one_line_error(*run(capfd, "inspect-mask", "--seq-len", "4", "--format", "md")[::2], 2, "add --check")

@@ -61,6 +61,12 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else (f"{seconds * 1e3:.1f} ms" if seconds < 1 else f"{seconds:.2f} s")
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype) -> None:
     """One stats line on stderr (stdout stays clean for the text or JSON)."""
     rate = "-" if stats.tokens_per_s is None else f"{stats.tokens_per_s:.1f} tok/s"
@@ -72,7 +78,7 @@ def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype
         f"total {_ms(stats.total_s)}",
         f"KV cache {human_bytes(stats.kv_cache_bytes)}" if cache else "no cache",
         f"peak mem +{human_bytes(stats.peak_memory_bytes)}",
-        f"{attn}, {device}, {str(dtype).replace('torch.', '')}",
+        f"{attn}, {device}, {str(dtype).replace('torch.', '')}" + (f", threads {_threads()}" if str(device) == "cpu" else ""),
     ]
     if stats.seed is not None:
         parts.append(f"seed {stats.seed}")

@@ -6,6 +6,7 @@ target, renamed over it.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -71,25 +72,36 @@ def check_dump_path(path: str | os.PathLike) -> Path:
 
 
 def _csv(report: MaskReport, tmp: str) -> None:
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        fh.write(cells_csv(report, with_layer=False))
+
+
+def cells_csv(report: MaskReport, *, with_layer: bool = True) -> str:
+    """A row per (sequence, query, key) cell: tokens, may_attend, and the score and weight
+    when shown; ``with_layer`` (--format csv) adds the layer and head the cells belong to."""
     header = ["sequence", "query", "key", "query_token", "key_token", "may_attend"]
     header += ["score"] * (report.scores is not None) + ["weight"] * (report.weights is not None)
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(header)
-        for b in range(report.mask.shape[0]):
-            toks = ["" if x is None else x for x in report.tokens[b]]
-            mask = report.mask[b].tolist()
-            sc = report.scores[b].tolist() if report.scores is not None else None
-            wt = report.weights[b].tolist() if report.weights is not None else None
-            for q, row in enumerate(mask):
-                for k, ok in enumerate(row):
-                    cells = [b, q, k, toks[q], toks[k], int(ok)]
-                    if sc is not None:
-                        s = sc[q][k]
-                        cells.append("-inf" if s == float("-inf") else repr(s))
-                    if wt is not None:
-                        cells.append(repr(wt[q][k]))
-                    out.writerow(cells)
+    if with_layer:
+        header = ["layer", "head"] + header
+    lead = [report.layer if report.layer is not None else "", report.head if report.head is not None else ""]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(header)
+    for b in range(report.mask.shape[0]):
+        toks = ["" if x is None else x for x in report.tokens[b]]
+        mask = report.mask[b].tolist()
+        sc = report.scores[b].tolist() if report.scores is not None else None
+        wt = report.weights[b].tolist() if report.weights is not None else None
+        for q, row in enumerate(mask):
+            for k, ok in enumerate(row):
+                cells = [b, q, k, toks[q], toks[k], int(ok)]
+                if sc is not None:
+                    s = sc[q][k]
+                    cells.append("-inf" if s == float("-inf") else repr(s))
+                if wt is not None:
+                    cells.append(repr(wt[q][k]))
+                out.writerow(lead + cells if with_layer else cells)
+    return buf.getvalue()
 
 
 def _safetensors(report: MaskReport, tmp: str) -> None:

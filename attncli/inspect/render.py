@@ -315,3 +315,30 @@ def audit_table(rows: list[dict[str, Any]], scores: tuple[float, ...], visible: 
         table.add_row(r["dtype"], r["fill"], Text(r["method"], style=style), r["partial_row"], r["masked_row"],
                       Text(r["verdict"], style=VERDICT_STYLE[r["verdict"]]))
     return table
+
+
+def show(report, checks, fmt: str, *, width: int) -> None:
+    """inspect-mask's output in the format asked for: the grids and tables, --check's table as
+    markdown, a CSV row per cell (with layer and head), or the JSON."""
+    from attncli import console
+    from attncli.errors import BadInputError
+    from attncli.formats import markdown
+    from attncli.inspect import audit, dumps
+
+    if fmt == "md" and checks is None:
+        raise BadInputError("--format md prints --check's table: add --check (or use --format csv / json)")
+    if fmt == "json":
+        console.print_json(dumps.report_json(report, checks))
+    elif fmt == "csv":
+        console.write(dumps.cells_csv(report))
+    elif fmt == "md":
+        console.write(markdown(["check", "what was checked", "result", "detail"],
+                               [[r["name"], r["what"], r["result"], r["detail"]] for r in checks.rows],
+                               title=f"inspect-mask --check: {report.source}"))
+    else:
+        for view in report_views(report, width=width):
+            console.out.print(view)
+        if checks is not None:
+            console.out.print()
+            console.out.print(check_table(checks.rows))
+            console.out.print(audit_table(checks.audit, audit.AUDIT_SCORES, audit.AUDIT_VISIBLE))

@@ -41,6 +41,7 @@ class Attention(nn.Module):
         self.layer = layer
         self.kind = "full"
         self.flex: FlexRunner | None = None  # the model's, set by Transformer
+        self.clock = None  # profile --breakdown: times the attention kernel alone (attncli.profile.breakdown)
 
     def forward(
         self,
@@ -68,6 +69,17 @@ class Attention(nn.Module):
         v = v.transpose(1, 2)  # (B, Hkv, T, D)
         if cache is not None:  # flex reads every slot (static shapes: one compile), the mask hides the rest
             k, v = cache.write(self.layer, k, v, start, whole=backend == "flex" and not probe)  # (B, Hkv, S, D)
+        if self.clock is not None:
+            with self.clock:
+                out, kept = self._attend(q, k, v, lm, backend, probe)
+        else:
+            out, kept = self._attend(q, k, v, lm, backend, probe)
+        out = out.transpose(1, 2).reshape(b, t, self.h * self.d)  # (B, T, H*D)
+        return self.o(out), kept
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, backend: str,
+                probe: bool) -> tuple[Tensor, AttnProbe | None]:
+        """softmax(q k^T) v by the backend asked for: q (B, H, T, D), k/v (B, Hkv, S, D)."""
         if backend == "flex" and not probe:
             out, kept = self.flex.attend(q, k, v, lm, self.kind, scale=self.scale, softcap=self.softcap), None
         # SDPA cannot soft-cap scores: capped layers run the eager math under sdpa,
@@ -76,8 +88,7 @@ class Attention(nn.Module):
             out, kept = eager_attention(q, k, v, lm, scale=self.scale, probe=probe, softcap=self.softcap)
         else:
             out, kept = sdpa_attention(q, k, v, lm, scale=self.scale), None
-        out = out.transpose(1, 2).reshape(b, t, self.h * self.d)  # (B, T, H*D)
-        return self.o(out), kept
+        return out, kept
 
 
 class MLP(nn.Module):

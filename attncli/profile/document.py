@@ -30,7 +30,10 @@ def fits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             keys.append(series_key(r))
     for key in keys:
         ok = [r for r in rows if series_key(r) == key and r["status"] == "ok"]
-        for metric in ("latency_ms", "peak_memory_bytes"):
+        metrics = ["latency_ms", "peak_memory_bytes"]
+        if ok and all(r.get("attn_ms") is not None for r in ok):  # --breakdown: each part's own growth
+            metrics += ["attn_ms", "other_ms"]
+        for metric in metrics:
             fit = fit_growth([r["seq_len"] for r in ok], [r[metric] for r in ok])
             mode, cache, attn, batch = key
             out.append({"mode": mode, "cache": cache, "attn": attn, "batch": batch, "metric": metric, **fit.to_dict()})

@@ -44,7 +44,7 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
          seq_lens: str | None, max_seq_len: str | None, batch: int | None, mode: str | None, cache: str | None,
          attn: str | None, repeats: int | None, warmup: int | None, out: str | None, csv_path: str | None,
          plot: str | None, compare: str | None, device: str, dtype: str, compile_step: bool = False,
-         window: int | None = None, fail_above: float | None = None) -> Plan:
+         window: int | None = None, fail_above: float | None = None, breakdown: bool = False) -> Plan:
     """Every check that needs no model first (cheap, before a possibly long build)."""
     prof = load_profile(profile_name) if profile_name else {}
     mode_v = str(_pick(mode, prof, "mode", "both"))
@@ -95,7 +95,7 @@ def plan(*, model: str | None, preset: str | None, random_weights: bool, profile
     spec = SweepSpec(seq_lens=lens, batch=int(_pick(batch, prof, "batch", 1)), modes=tuple(modes),
                      caches=CACHE_CHOICES[cache_v], attns=tuple(attns),
                      repeats=int(_pick(repeats, prof, "repeats", 3)), warmup=int(_pick(warmup, prof, "warmup", 1)),
-                     compile=compile_step)
+                     compile=compile_step, breakdown=breakdown)
     from attncli.model.build import resolve_device, resolve_dtype
 
     dev = resolve_device(device)
@@ -165,6 +165,49 @@ def save(plan_: Plan, doc: dict[str, Any]) -> None:
         write_atomic(plan_.csv_path, lambda tmp: _csv(doc["rows"], tmp))
 
 
+_SETUP = [("model", "name"), ("model", "dtype"), ("env", "device"), ("env", "device_name"), ("env", "torch"),
+          ("env", "commit")]
+_ROW_FIELDS = [k for k in Row.__dataclass_fields__ if k != "timings_ms"]
+
+
+def csv_rows(doc: dict[str, Any]) -> str:
+    """Every row with the setup it ran in (model, dtype, device, torch, commit): rows of
+    several runs concatenate into one table that still says which is which."""
+    from attncli.formats import csv_text
+
+    setup = [doc[where][key] for where, key in _SETUP]
+    return csv_text([f"{where}_{key}" if key == "name" else key for where, key in _SETUP] + _ROW_FIELDS,
+                    [setup + [r.get(k) for k in _ROW_FIELDS] for r in doc["rows"]])
+
+
+def _f(v, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def markdown_doc(doc: dict[str, Any]) -> str:
+    """The run as GitHub markdown: the setup, a table per mode, the fits."""
+    from attncli.formats import markdown
+    from attncli.profile.sweep import series_key, series_label
+
+    m, e = doc["model"], doc["env"]
+    parts = [f"{m['name']} ({m['architecture']}, {m['parameters']:,} parameters, {m['dtype']}) on {e['device_name']} "
+             f"({e['device']}, {e['threads']} threads), torch {e['torch']}, commit {e['commit']}\n"]
+    cols = ["series", "T", "latency ms", "min ms", "max ms", "tok/s", "peak mem B", "attn ms", "other ms", "status"]
+    for mode in ("prefill", "decode"):
+        sel = [r for r in doc["rows"] if r["mode"] == mode]
+        if sel:
+            parts.append(markdown(cols, [[series_label(series_key(r)), r["seq_len"], _f(r["latency_ms"], ".2f"),
+                                          _f(r["latency_min_ms"], ".2f"), _f(r["latency_max_ms"], ".2f"),
+                                          _f(r["tokens_per_s"], ",.1f"), r["peak_memory_bytes"], _f(r.get("attn_ms"), ".2f"),
+                                          _f(r.get("other_ms"), ".2f"), r["status"]] for r in sel], title=mode))
+    parts.append(markdown(["series", "metric", "k (log-log)", "a", "b", "c", "points"],
+                          [[series_label((f["mode"], f["cache"], f["attn"], f["batch"])), f["metric"], _f(f["exponent"], ".3f"),
+                            _f(f["a"], ".3g"), _f(f["b"], ".3g"), _f(f["c"], ".3g"), f["points"]]
+                           for f in doc["fits"] if f["points"] >= 2],
+                          title="growth with T"))
+    return "\n".join(parts)
+
+
 def _csv(rows: list[dict[str, Any]], tmp: str) -> None:
     fields = [k for k in Row.__dataclass_fields__ if k != "timings_ms"]
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
@@ -173,7 +216,7 @@ def _csv(rows: list[dict[str, Any]], tmp: str) -> None:
         w.writerows(rows)
 
 
-def execute(plan_: Plan, *, as_json: bool = False) -> dict[str, Any]:
+def execute(plan_: Plan, *, fmt: str = "table", as_json: bool = False) -> dict[str, Any]:
     """Run the sweep with a progress bar on stderr, saving after every row; render at the end.
     Ctrl-C renders the rows finished so far, says which files keep them, and re-raises;
     --fail-above R then fails (CheckFailedError) when a matching row got slower than R x."""
@@ -209,8 +252,13 @@ def execute(plan_: Plan, *, as_json: bool = False) -> dict[str, Any]:
         from attncli.profile.plot import plot_profile
 
         plot_profile(doc, plan_.plot)
-    if as_json:
+    fmt = "json" if as_json else fmt
+    if fmt == "json":
         console.print_json(doc)
+    elif fmt == "csv":
+        console.write(csv_rows(doc))
+    elif fmt == "md":
+        console.write(markdown_doc(doc))
     else:
         _render(plan_, doc, summary, env)
     kept = [p for p in (plan_.out, plan_.csv_path, plan_.plot) if p and (p.exists())]

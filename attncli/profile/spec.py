@@ -26,6 +26,7 @@ class SweepSpec:
     repeats: int = 3
     warmup: int = 1
     compile: bool = False  # torch.compile the cached decode step (decode rows with the cache)
+    breakdown: bool = False  # time the attention kernels apart from the rest
 
     def points(self) -> list[tuple[str, bool | None, str, int]]:
         """(mode, cache, attn, T) in run order: series by series, T ascending."""

@@ -29,6 +29,7 @@ import torch
 from attncli.memory import PeakMemory, synchronize
 from attncli.model.cache import KVCache
 from attncli.model.transformer import Transformer
+from attncli.profile.breakdown import timing_attention
 from attncli.profile.flops import block_skipped_fraction, forward_cost
 from attncli.profile.spec import SweepSpec, check_spec
 
@@ -56,6 +57,8 @@ class Row:
     gb_per_s: float | None = None  # weights + KV read once, over the latency
     compile_s: float | None = None  # first warm-up call of a compiled step: compile time, not in the latency
     block_skipped_fraction: float | None = None  # flex rows over T x T: the share of the scores never computed
+    attn_ms: float | None = None  # --breakdown: the attention kernels' part of the latency (median)
+    other_ms: float | None = None  # --breakdown: the rest (projections, MLP, norms, head)
     timings_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,7 +155,7 @@ def _step_fn(model: Transformer, mode: str, cache: bool | None, attn: str, batch
 
 def measure(
     model: Transformer, mode: str, cache: bool | None, attn: str, batch: int, t: int, *, repeats: int, warmup: int,
-    compile: bool = False,
+    compile: bool = False, breakdown: bool = False,
 ) -> Row:
     device = model.device
     row = Row(mode, t, batch, cache, attn)
@@ -185,7 +188,14 @@ def measure(
                 row.compile_s = model.flex.compile_s - flex_before
             for _ in range(warmup):
                 fn()
-            times = [timer(fn) for _ in range(repeats)]
+            times, attn_times = [], []
+            for _ in range(repeats):
+                if breakdown and not compiled:  # a compiled step has no layer boundaries to time
+                    with timing_attention(model) as clock:
+                        times.append(timer(fn))
+                    attn_times.append(clock.total)
+                else:
+                    times.append(timer(fn))
             del fn
     except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded, the rest re-raised
         if not is_oom(err):
@@ -199,6 +209,9 @@ def measure(
     row.latency_ms, row.latency_min_ms, row.latency_max_ms = med * 1e3, min(times) * 1e3, max(times) * 1e3
     new_tokens = batch * (1 if mode == "decode" else t)  # a no-cache decode step also makes one token
     row.tokens_per_s = new_tokens / med
+    if attn_times:
+        row.attn_ms = statistics.median(attn_times) * 1e3
+        row.other_ms = statistics.median(a - b for a, b in zip(times, attn_times)) * 1e3
     row.peak_memory_bytes = mem.peak_bytes
     row.gflops_per_s = cost.flops / med / 1e9
     row.gb_per_s = (weight_bytes + row.kv_cache_bytes) / med / 1e9
@@ -250,7 +263,7 @@ def run_sweep(model: Transformer, spec: SweepSpec) -> Iterator[Row]:
         if key in stopped:
             continue
         row = measure(model, mode, cache, attn, spec.batch, t, repeats=spec.repeats, warmup=spec.warmup,
-                      compile=spec.compile)
+                      compile=spec.compile, breakdown=spec.breakdown)
         if row.status == "oom":
             stopped.add(key)
         yield row

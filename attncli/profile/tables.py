@@ -30,24 +30,29 @@ def mode_tables(rows: list[dict[str, Any]], *, width: int | None = None) -> list
         if not sel:
             continue
         what = "one forward over T tokens" if mode == "prefill" else "one new token at context T"
+        split = any(r.get("attn_ms") is not None for r in sel)  # --breakdown
+        cols = _MODE_COLS[:3] + ([Col("attn ms"), Col("other ms")] if split else []) + _MODE_COLS[3:]
         cells = []
         for r in sel:
             if r["status"] != "ok":
-                cells.append([series_label(series_key(r)), str(r["seq_len"]), *["-"] * 9,
+                cells.append([series_label(series_key(r)), str(r["seq_len"]), *["-"] * (11 if split else 9),
                               f"[red]{r['status']}[/]" + (f" ({r['note']})" if r.get("note") else "")])
                 continue
             spread = f"{r['latency_ms']:.2f} ({r['latency_min_ms']:.2f}-{r['latency_max_ms']:.2f})"
             share = 100 * r["attention_flops"] / r["flops"] if r["flops"] else None
-            cells.append([series_label(series_key(r)), str(r["seq_len"]), spread, _num(r["tokens_per_s"], ",.1f"),
+            parts = [_num(r.get("attn_ms"), ".2f"), _num(r.get("other_ms"), ".2f")] if split else []
+            cells.append([series_label(series_key(r)), str(r["seq_len"]), spread, *parts, _num(r["tokens_per_s"], ",.1f"),
                           human_bytes(r["peak_memory_bytes"]),
                           human_bytes(r["kv_cache_bytes"]) if r["kv_cache_bytes"] else "-",
                           human_bytes(r["score_bytes"]) if r["score_bytes"] else "-",
                           _num(r["flops"] / 1e9, ",.2f"), _num(share, ".0f"), _num(r["gflops_per_s"], ",.1f"),
                           _num(r["gb_per_s"], ",.1f"), "ok"])
-        tables.append(fitted_table(_MODE_COLS, cells, title=f"{mode}: {what}", width=width))
+        tables.append(fitted_table(cols, cells, title=f"{mode}: {what}", width=width))
     return tables
 
 
+_METRICS = {"latency_ms": "latency ms", "peak_memory_bytes": "peak mem B", "attn_ms": "attention ms",
+            "other_ms": "the rest ms"}
 _FIT_COLS = [Col("series", "left"), Col("metric", "left"), Col("k (log-log)"), Col("a", drop=3), Col("b", drop=2),
              Col("c", drop=4), Col("R² (quad)", drop=1), Col("points", drop=5)]
 
@@ -58,7 +63,7 @@ def fit_table(fits: list[dict[str, Any]], *, width: int | None = None) -> Table:
         if f["points"] < 2:
             continue
         key = (f["mode"], f["cache"], f["attn"], f["batch"])
-        cells.append([series_label(key), "latency ms" if f["metric"] == "latency_ms" else "peak mem B",
+        cells.append([series_label(key), _METRICS.get(f["metric"], f["metric"]),
                       _num(f["exponent"], ".2f"), _num(f["a"], ".3g"), _num(f["b"], ".3g"), _num(f["c"], ".3g"),
                       _num(f["r2_quadratic"], ".4f"), str(f["points"])])
     return fitted_table(_FIT_COLS, cells, title="growth with T: latency and memory ~ T^k, and a*T^2 + b*T + c",
