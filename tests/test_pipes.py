@@ -215,7 +215,7 @@ def test_format_md_csv_json_for_profile_info_and_check(capfd, saved, model_dir):
     base = ["profile", "-m", folder, "--seq-lens", "4,8", "--mode", "prefill", "--repeats", "1", "--warmup", "0"]
     code, out, _ = run(capfd, *base, "--format", "csv")
     rows = list(csvmod.DictReader(io.StringIO(out)))
-    assert code == 0 and len(rows) == 2 and rows[0]["model_name"].endswith("llama") and rows[0]["torch"]
+    assert code == 0 and len(rows) == 2 and "llama" in rows[0]["model_name"] and rows[0]["torch"]
     assert {"dtype", "device", "commit", "latency_ms", "seq_len"} <= set(rows[0])
     code, out, _ = run(capfd, *base, "--format", "md")
     assert code == 0 and "| series | T | latency ms |" in out and "**growth with T**" in out
