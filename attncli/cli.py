@@ -274,6 +274,7 @@ def info(
     from attncli.errors import BadInputError
     from attncli.formats import check_format
     from attncli.model.summary import model_info
+    from attncli.checkpoint.files import display_name
     from attncli.checkpoint.load import inspect_checkpoint
     from attncli.model.build import resolve_device, resolve_dtype
 
@@ -291,7 +292,7 @@ def info(
         title = f"preset {preset} ({preset_source(preset)})"
     else:
         cfg, files, plan = inspect_checkpoint(model_path(model))  # validates names and shapes, reads no weights
-        title = str(files.folder)
+        title = display_name(files.folder)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, cfg.dtype, dev)
     if context is not None and context > cfg.context_length and not cfg.fully_windowed:

@@ -89,3 +89,15 @@ def _weight_files(folder: Path) -> list[Path]:
     if found:
         return found
     raise BadInputError(f"{folder} holds no .safetensors weights")
+
+
+def display_name(folder: Path) -> str:
+    """How output names a model folder: the embedded one by that name (not this machine's
+    install path), others as given, relative to the working folder when inside it."""
+    folder = Path(folder)
+    try:
+        if folder.resolve() == EMBEDDED_MODEL.resolve():
+            return "embedded model"
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(folder)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from attncli.checkpoint.files import display_name
 from attncli.errors import BadInputError
 from attncli.model.attention import masks
 from attncli.model.attention.flex import block_states
@@ -253,7 +254,7 @@ def model_report(lm, batch: Batch, *, kind: str | None = None, layer: int | None
     report = MaskReport(
         LAYER_MASK_KIND[shown_kind], kind_masks[shown_kind], batch.tokens, batch.valid.cpu(),
         cfg.window_of(shown), model_window=cfg.sliding_window if cfg.has_sliding_layers else None, kind_masks=kind_masks, layers=groups, layer=shown,
-        source=str(lm.files.folder), arch=cfg.arch, dtype=str(lm.dtype).removeprefix("torch."),
+        source=display_name(lm.files.folder), arch=cfg.arch, dtype=str(lm.dtype).removeprefix("torch."),
         prompts=batch.prompts, chunk=cfg.chunk_of(shown),
         documents=None if batch.documents is None else batch.documents.tolist(),
     )

@@ -136,7 +136,7 @@ def _build(model: str | None, preset: str | None, random_weights: bool, device: 
            window: int | None = None):
     """``window``: every layer sliding with that window (weights unchanged), the knob that
     shows what a kernel gains from skipping blocks."""
-    from attncli.checkpoint.files import default_model_path
+    from attncli.checkpoint.files import default_model_path, display_name
     from attncli.checkpoint.load import load_config, load_model
     from attncli.model.build import build_model, resolve_device, resolve_dtype
 
@@ -147,10 +147,10 @@ def _build(model: str | None, preset: str | None, random_weights: bool, device: 
         cfg, name = preset_config(preset), preset
     elif random_weights:
         cfg, files = load_config(model or default_model_path())
-        name = str(files.folder)
+        name = display_name(files.folder)
     else:
         lm = load_model(model or default_model_path(), device=device, dtype=dtype, config_changes=changes)
-        return lm.model, str(lm.files.folder) + ("" if window is None else f" (every layer window {window})")
+        return lm.model, display_name(lm.files.folder) + ("" if window is None else f" (every layer window {window})")
     if window is not None:
         cfg = cfg.windowed_everywhere(window)
         name += f" (every layer window {window})"
