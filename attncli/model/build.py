@@ -72,7 +72,7 @@ def build_model(cfg: ModelConfig, *, device: torch.device | str, dtype: torch.dt
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
-                p.fill_(1.0)
+                p.fill_(0.0 if cfg.norm_style == "gemma" else 1.0)  # Gemma stores (1 + w): w = 0 is the unit norm
             elif name.endswith("bias"):
                 p.zero_()
             else:
