@@ -136,7 +136,9 @@ class Transformer(nn.Module):
     def _ropes(self, positions: Tensor, dtype: torch.dtype) -> dict[str, tuple[Tensor, Tensor]]:
         if self.cfg.rope_in_float32:
             dtype = torch.float32
-        return {kind: rope_cos_sin(inv, positions, dtype) for kind, inv in self.inv_freqs.items()}
+        # .to: a no-op on the model's device; after a user's model.to(...) (the tables are not
+        # registered buffers) they follow the positions
+        return {kind: rope_cos_sin(inv.to(positions.device), positions, dtype) for kind, inv in self.inv_freqs.items()}
 
     def _logits(self, x: Tensor) -> Tensor:
         logits = self.lm_head(self.norm(x))
