@@ -171,3 +171,15 @@ def test_pythia_buffers_of_old_exports_are_not_weights(saved, tmp_path):
     assert len(lm.plan.dropped) == 3 and lm.plan.not_loaded(lm.config)["tensors"] == 3
     with torch.no_grad():
         assert torch.equal(lm.model(_ids()).logits, load_model(folder, device="cpu").model(_ids()).logits)
+
+
+def test_gemma_null_window_means_no_window():
+    from attncli.model.config import ModelConfig
+    from hf_factory import VARIANTS, hf_config
+
+    cfg = hf_config("gemma2", **VARIANTS["gemma2"][1]).to_dict()
+    cfg["sliding_window"] = None  # written out: not the default 4,096, but no window
+    parsed = ModelConfig.from_hf(cfg)
+    assert parsed.sliding_window is None and parsed.layer_types == ["full", "full"]
+    del cfg["sliding_window"]  # absent: the family's default
+    assert ModelConfig.from_hf(cfg).sliding_window == 4096

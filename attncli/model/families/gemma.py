@@ -47,7 +47,7 @@ def _common(r: Reader, *, pattern: int, caps: tuple[float | None, float | None])
     r.refuse_if("attention_bias", bool(r.cfg.get("attention_bias")), "Gemma attention biases are not implemented")
     hidden = r.need("hidden_size")
     layers = r.need("num_hidden_layers")
-    window = r.get("sliding_window", 4096)
+    window = r.raw("sliding_window", 4096)  # an explicit null: no window at all
     types = _layer_types(r, layers, pattern)
     # older files write both; the model reads hidden_activation (default: tanh GELU)
     act_key = "hidden_activation" if r.cfg.get("hidden_activation") is not None else "hidden_act"
