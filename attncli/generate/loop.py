@@ -52,7 +52,7 @@ class GenerationStats:
     peak_memory_bytes: int
     seed: int | None
     interrupted: bool = False
-    compile_s: float | None = None  # torch.compile of the decode step, before the clock started
+    compile_s: float | None = None  # --compile's decode step or flex's kernels, compiled before the clock started
 
     def row_tokens_per_s(self, row: Row) -> float | None:
         if self.ttft_s is None or row.done_s is None or len(row.tokens) < 2:

@@ -19,6 +19,7 @@ from torch import nn
 
 from attncli.errors import BadInputError
 from attncli.model.attention import AttnProbe, LayerMask, check_backend, layer_mask, static_layer_mask
+from attncli.model.attention.masks import slot_positions
 from attncli.model.attention.flex import FlexRunner
 from attncli.model.blocks import Block
 from attncli.model.cache import KVCache
@@ -112,7 +113,7 @@ class Transformer(nn.Module):
         masks: dict[str, LayerMask] = {}
         slot_pos = None
         if kv_valid is not None and any(chunk for _, chunk in self.mask_kinds.values()):
-            slot_pos = (kv_valid.long().cumsum(-1) - 1).clamp(min=0)  # (B, S) position of each slot
+            slot_pos = slot_positions(kv_valid)  # (B, S)
         for kind, (window, chunk) in self.mask_kinds.items():
             masks[kind] = layer_mask(window=window, chunk=chunk, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
                                      kv_valid=kv_valid, device=device, need_explicit=probe, dense=not flex,
@@ -183,5 +184,4 @@ class Transformer(nn.Module):
         so a left-padded row starts at position 0 at its first real token."""
         if kv_valid is None:
             return torch.arange(start, start + t, device=device).expand(b, t)
-        pos = kv_valid[:, : start + t].long().cumsum(-1) - 1
-        return pos[:, start:].clamp(min=0)
+        return slot_positions(kv_valid[:, : start + t])[:, start:]

@@ -179,13 +179,15 @@ def measure(
             compiled = compile and cached_step
             flex_before = model.flex.compile_s
             fn = _step_fn(model, mode, cache, attn, batch, t, device, compiled)
-            mem.restart()  # the row's own work: the cache it holds counts, the fill's activations not
             if compiled:
                 row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
                 warmup = max(warmup, 2)
             elif attn == "flex":  # flex compiles per shape: the setup's and the first call's compiles, apart
                 timer(fn)
                 row.compile_s = model.flex.compile_s - flex_before
+            # the row's own work from here: the cache it holds counts; the fill's activations
+            # and a compiler's working memory do not
+            mem.restart()
             for _ in range(warmup):
                 fn()
             times, attn_times = [], []

@@ -4,9 +4,10 @@ wholly visible ones computed without evaluating it, and only the rest evaluate i
 Soft-capping is a ``score_mod``. The kernel is compiled (on the CPU too, where eager flex
 would materialise the scores): one compile per (B, H, T, S, D) shape.
 
-Block masks come from the dense mask the other backends also use (one builder, the same
-predicates): ``block_states`` counts it per block at the kernel's block size, which is also
-what ``inspect-mask`` shows. A decode step (one query) reuses one block mask per bucket of
+Block masks come from the layer's ``MaskSpec`` (the parts the other backends build their
+masks from): ``spec_states`` decides each block from the parts' bounds without a (T, S)
+tensor; ``block_states`` counts a dense mask exactly (what ``inspect-mask`` shows, and the
+fallback for ids out of order). A decode step (one query) reuses one block mask per bucket of
 ``BLOCK`` slots: the blocks any query of the bucket could see, all evaluated with the
 predicate (a block full for one query of the bucket may hide keys from another).
 
@@ -93,12 +94,12 @@ def spec_states(spec: MaskSpec, b: int, t: int, s: int, q_offset: int, size: int
         w = spec.window
         full = full & ((q_hi[:, None] - kv_lo[None, :]) < w)
         empty = empty | ((q_lo[:, None] - kv_hi[None, :]) >= w)
-    for ids in ([spec.slot_pos // spec.chunk] if spec.chunk is not None and spec.slot_pos is not None else []) + \
-               ([spec.documents] if spec.documents is not None else []):
+    groups = [spec.documents] if spec.documents is not None else []
+    if spec.chunk is not None:  # chunk ids from positions (slot = position without padding)
+        pos = spec.slot_pos if spec.slot_pos is not None else torch.arange(s, device=dev)[None].expand(b, s)
+        groups.append(pos // spec.chunk)
+    for ids in groups:
         f, e = _same_group(ids, q_lo, q_hi, kv_lo, kv_hi)
-        full, empty = full & f, empty | e
-    if spec.chunk is not None and spec.slot_pos is None:  # slot = position
-        f, e = _same_group((torch.arange(s, device=dev) // spec.chunk)[None].expand(b, s), q_lo, q_hi, kv_lo, kv_hi)
         full, empty = full & f, empty | e
     if spec.kv_valid is not None:  # padding: a key's validity alone
         padded = torch.zeros(b, nkv * size, dtype=torch.bool, device=dev)
@@ -199,28 +200,18 @@ class FlexRunner:
 
     def block_mask(self, lm: LayerMask, kind: str, b: int, t: int, s: int, device):
         offset = lm.spec.q_offset
-        if t == 1:  # decode: one block mask per bucket of slots, its offset a live tensor
-            key = (kind, b, s, offset // BLOCK)
-            hit = self._masks.get(key)
-            if hit is not None:
-                hit[1].fill_(offset)
-                return hit[0]
-            start = offset // BLOCK * BLOCK
-            # the blocks any query of the bucket sees, every one evaluated with the predicate
-            states = self._states(lm, b, min(BLOCK, s - start), s, start, device)
-            union = BlockStates(torch.zeros_like(states.full[:, :1]), (states.full | states.partial).any(1, keepdim=True),
-                                BLOCK, states.inside[:1])
-            off = torch.tensor(offset, device=device)
-            bm = block_mask_from(union, _mask_mod(lm.spec, b, s, off, device), 1, s, all_partial=True)
-            self._masks[key] = (bm, off)
-            return bm
-        key = (kind, b, t, s, offset)
+        decode = t == 1
+        # decode: one block mask per bucket of BLOCK slots, the blocks any of its queries sees
+        # (one query block), every one evaluated with the predicate at the live offset
+        start = offset // BLOCK * BLOCK if decode else offset
+        key = (kind, b, t, s, start)
         hit = self._masks.get(key)
         if hit is None:
+            states = self._states(lm, b, min(BLOCK, s - start) if decode else t, s, start, device)
             off = torch.tensor(offset, device=device)
-            states = self._states(lm, b, t, s, offset, device)
-            hit = (block_mask_from(states, _mask_mod(lm.spec, b, s, off, device), t, s), off)
+            hit = (block_mask_from(states, _mask_mod(lm.spec, b, s, off, device), t, s, all_partial=decode), off)
             self._masks[key] = hit
+        hit[1].fill_(offset)
         return hit[0]
 
     @staticmethod

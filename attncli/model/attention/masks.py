@@ -60,6 +60,11 @@ def chunked(chunk: int, slot_pos: Tensor | None = None) -> MaskFn:
     return lambda b, h, q, kv: slot_pos[b, q] // chunk == slot_pos[b, kv] // chunk
 
 
+def slot_positions(kv_valid: Tensor) -> Tensor:
+    """(B, S) bool of real slots -> the position each slot holds (left padding at 0)."""
+    return (kv_valid.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def full() -> MaskFn:
     return lambda b, h, q, kv: torch.ones((), dtype=torch.bool, device=q.device).expand(q.shape)
 
@@ -208,8 +213,7 @@ def static_layer_mask(
     if window is not None:
         fns.append(sliding_window(window))
     if chunk is not None:
-        slot_pos = (kv_valid.long().cumsum(-1) - 1).clamp(min=0) if kv_valid is not None else None
-        fns.append(chunked(chunk, slot_pos))
+        fns.append(chunked(chunk, slot_positions(kv_valid) if kv_valid is not None else None))
     if kv_valid is not None:
         fns.append(padding(kv_valid))
     mask = build_mask(and_masks(*fns), batch=batch, q_len=1, kv_len=kv_len, q_offset=slot, device=slot.device)
