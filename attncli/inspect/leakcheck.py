@@ -36,7 +36,7 @@ import torch
 
 from attncli.inspect.audit import ATTNCLI_HOW, ATTNCLI_METHOD, dtype_audit
 from attncli.inspect.packed import check_packed
-from attncli.inspect.reports import Batch, MaskReport, _applied, _forward, layer_groups
+from attncli.inspect.reports import Batch, MaskReport, _applied, _forward, check_row, layer_groups
 from attncli.model.attention import backends, masks
 
 Tensor = torch.Tensor
@@ -47,11 +47,6 @@ SDPA_ATOL = {torch.float32: 1e-5, torch.float16: 1e-3, torch.bfloat16: 1e-2}
 
 
 # ---- checks ----
-def _row(name: str, what: str, ok: bool | None, detail: str) -> dict[str, str]:
-    result = "skipped" if ok is None else "pass" if ok else "fail"
-    return {"name": name, "what": what, "result": result, "detail": detail}
-
-
 def expected_mask(*, causal: bool, window: int | None, valid: Tensor, documents: Tensor | None = None,
                   chunk: int | None = None) -> Tensor:
     """(B, T, S) from first principles: key j is visible from query i when j <= i
@@ -103,9 +98,9 @@ def mask_row(applied: dict[str, Tensor], expect: dict[str, Tensor], *, causal: b
         if missing.any():
             b, q, kv = _first_cell(missing)
             parts.append(f"{int(missing.sum())} visible cells masked (first: sequence {b} query {q} -> key {kv})")
-        return _row("mask", what, False, f"{name}: " + "; ".join(parts))
+        return check_row("mask", what, False, f"{name}: " + "; ".join(parts))
     cells = sum(m.numel() for m in applied.values())
-    return _row("mask", what, True, f"{', '.join(applied)}: all {cells:,} cells as expected")
+    return check_row("mask", what, True, f"{', '.join(applied)}: all {cells:,} cells as expected")
 
 
 def structural_row(weights: list[Tensor], expect: list[Tensor], *, causal: bool, windows: list[int | None],
@@ -117,18 +112,18 @@ def structural_row(weights: list[Tensor], expect: list[Tensor], *, causal: bool,
         w = w.cpu()
         if torch.isnan(w).any():
             b, h, q, kv = _first_cell(torch.isnan(w))
-            return _row("structural", what, False, f"{label(l)} head {h}: NaN weight at sequence {b} query {q} -> key {kv}")
+            return check_row("structural", what, False, f"{label(l)} head {h}: NaN weight at sequence {b} query {q} -> key {kv}")
         leak = (w != 0) & ~allowed[:, None]  # (B, H, T, S)
         if leak.any():
             b, h, q, kv = _first_cell(leak)
             why = _why(b, q, kv, causal=causal, window=windows[l], valid=valid)
             worst = float(w.float().masked_fill(~leak, 0).abs().max())
-            return _row("structural", what, False,
+            return check_row("structural", what, False,
                         f"{label(l)} head {h}: {int(leak[:, h].sum())} masked cells with weight != 0 (max {worst:.3g}); "
                         f"first: sequence {b} query {q} -> key {kv} ({why})")
     heads, dtype = weights[0].shape[1], str(weights[0].dtype).removeprefix("torch.")
     masked = int(sum((~a).sum() for a in expect)) * heads
-    return _row("structural", what, True,
+    return check_row("structural", what, True,
                 f"{len(weights)} layer(s) x {heads} heads, {dtype}: all {masked:,} masked cells have weight exactly 0")
 
 
@@ -152,7 +147,7 @@ def behavioural_row(lm, batch: Batch, backend: str) -> dict[str, str]:
     b, t = batch.ids.shape
     cuts = probe_positions(t, lm.config.sliding_window if lm.config.has_sliding_layers else None)
     if not cuts and not batch.padded:
-        return _row(f"behavioural ({backend})", what, None, "skipped: one token, nothing after it to change")
+        return check_row(f"behavioural ({backend})", what, None, "skipped: one token, nothing after it to change")
     cuts = cuts or [t - 1]
     base = _forward(lm, batch, backend=backend).logits.float().cpu()  # (B, T, V)
     vocab = lm.config.vocab_size
@@ -169,11 +164,11 @@ def behavioural_row(lm, batch: Batch, backend: str) -> dict[str, str]:
         same = torch.equal(logits[keep], base[keep]) if exact else diff <= atol
         worst = max(worst, diff)
         if not same:
-            return _row(f"behavioural ({backend})", what, False,
+            return check_row(f"behavioural ({backend})", what, False,
                         f"changing tokens after position {i} moved the logits at positions <= {i} "
                         f"(max |delta| {diff:.3g}): a later or padding token leaks into earlier positions")
     pads = int((~batch.valid).sum())
-    return _row(f"behavioural ({backend})", what, True,
+    return check_row(f"behavioural ({backend})", what, True,
                 f"cut after positions {', '.join(map(str, cuts))}" + (f"; {pads} padding tokens changed" if pads else "")
                 + ("; logits bit-identical" if exact else f"; max |delta| {worst:.3g}"))
 
@@ -193,7 +188,7 @@ def edge_rows(scores: list[Tensor] | None, weights: list[Tensor] | None, mask: T
     real = valid.sum(-1)  # (B,) real tokens per row; the last slot is always real
     rows = [b for b in range(valid.shape[0]) if int(real[b]) >= w + 2]
     if not rows:
-        return _row(name, what, None, f"skipped: prompt shorter than W+2 = {w + 2} tokens (the longest has {int(real.max())})")
+        return check_row(name, what, None, f"skipped: prompt shorter than W+2 = {w + 2} tokens (the longest has {int(real.max())})")
     where = f"layer(s) {', '.join(map(str, layers))}" if layers else "mask"
     low = math.inf
     for b in rows:
@@ -203,7 +198,7 @@ def edge_rows(scores: list[Tensor] | None, weights: list[Tensor] | None, mask: T
             if scores is None:
                 seen = bool(mask[b, q, kv])
                 if seen != should:
-                    return _row(name, what, False, f"sequence {b} query {q}: key at distance {d} is "
+                    return check_row(name, what, False, f"sequence {b} query {q}: key at distance {d} is "
                                 f"{'visible' if seen else 'masked'}, must be {'visible' if should else 'masked'}")
                 continue
             for l in layers:
@@ -221,11 +216,11 @@ def edge_rows(scores: list[Tensor] | None, weights: list[Tensor] | None, mask: T
                 if bad.any():
                     h = int(bad.nonzero()[0])
                     state = f"score {float(s[h]):.4g}, weight {float(p[h]):.4g}"
-                    return _row(name, what, False, f"layer {l} head {h}, sequence {b} query {q}: key at distance {d} "
+                    return check_row(name, what, False, f"layer {l} head {h}, sequence {b} query {q}: key at distance {d} "
                                 f"has {state}; it must be {'visible' if should else 'masked'}")
     heads = "" if scores is None else f" x {scores[layers[0]].shape[1]} heads"
     tail = f"; smallest weight at distance {w - 1}: {low:.3g}" if scores is not None and math.isfinite(low) else ""
-    return _row(name, what, True, f"{where}{heads}, query {q}, {len(rows)} sequence(s): as required{tail}")
+    return check_row(name, what, True, f"{where}{heads}, query {q}, {len(rows)} sequence(s): as required{tail}")
 
 
 def audit_row(audit: list[dict[str, Any]]) -> dict[str, str]:
@@ -239,7 +234,7 @@ def audit_row(audit: list[dict[str, Any]]) -> dict[str, str]:
     detail = (f"attncli's method ({ATTNCLI_HOW}): "
               f"{'exact zeros, no NaN' if ok else 'FAILS'} in both dtypes; of {len(others)} textbook variants "
               f"{count['NaN']} give NaN, {count['leak']} leak weight, {count['error']} raise an error, {count['ok']} are clean")
-    return _row("dtype audit", what, ok, detail)
+    return check_row("dtype audit", what, ok, detail)
 
 
 @dataclass
@@ -298,7 +293,7 @@ def check_model(lm, batch: Batch, *, backend: str) -> CheckResult:
         if "full" in groups:
             rows.append(edge_rows(sc, wt, None, layers=groups["full"], window=cfg.sliding_window, valid=valid, windowed=False))
     else:
-        rows.append(_row("sliding edge", "distances W-1, W, W+1 around the window", None, "skipped: the model has no sliding window"))
+        rows.append(check_row("sliding edge", "distances W-1, W, W+1 around the window", None, "skipped: the model has no sliding window"))
     if batch.documents is not None:
         rows += check_packed(lm, batch, backend=backend, atol=SDPA_ATOL[lm.dtype])
     audit = dtype_audit()
@@ -319,12 +314,12 @@ def check_alone(report: MaskReport, *, seed: int = 0) -> CheckResult:
     _, kept = backends.eager_attention(q, k, v, masks.LayerMask(report.mask[:, None], False), scale=8**-0.5, probe=True)
     rows.append(structural_row([kept.weights], [expect], causal=causal, windows=[window], valid=valid,
                                label=lambda l: "eager attention (random q, k, v)"))
-    rows.append(_row("behavioural", "logits at positions <= i unchanged when later tokens change", None,
+    rows.append(check_row("behavioural", "logits at positions <= i unchanged when later tokens change", None,
                      "skipped: needs a model (-m)"))
     if window is not None:
         rows.append(edge_rows(None, None, report.mask, layers=[], window=window, valid=valid, windowed=True))
     else:
-        rows.append(_row("sliding edge", "distances W-1, W, W+1 around the window", None, f"skipped: a {kind} mask has no window"))
+        rows.append(check_row("sliding edge", "distances W-1, W, W+1 around the window", None, f"skipped: a {kind} mask has no window"))
     audit = dtype_audit()
     rows.append(audit_row(audit))
     return CheckResult(rows, audit)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from attncli.errors import BadInputError
-from attncli.inspect.reports import Batch, _forward, encode_rows
+from attncli.inspect.reports import Batch, _forward, check_row, encode_rows
 
 Tensor = torch.Tensor
 
@@ -47,10 +47,6 @@ def encode_packed(tokenizer, prompts: list[str], *, context: int, positions: str
                  documents=torch.tensor([docs]), positions=torch.tensor([pos]), document_mask=mask == "document")
 
 
-def _row(name: str, what: str, ok: bool, detail: str) -> dict[str, str]:
-    return {"name": name, "what": what, "result": "pass" if ok else "fail", "detail": detail}
-
-
 def check_packed(lm, batch: Batch, *, backend: str, atol: float) -> list[dict[str, str]]:
     """Rows proving (or refuting) that no document sees another: by weights (every layer and
     head puts exactly 0 on other documents' keys), by behaviour (changing every token of the
@@ -73,7 +69,7 @@ def check_packed(lm, batch: Batch, *, backend: str, atol: float) -> list[dict[st
                 if top > 0:
                     leaks.append((top, kd, qd, layer))
     worst = max(leaks) if leaks else None
-    rows.append(_row("documents (weights)", f"no query of any of the {n} documents weighs another document's keys",
+    rows.append(check_row("documents (weights)", f"no query of any of the {n} documents weighs another document's keys",
                      not leaks, "every cross-document weight is exactly 0 in every layer and head" if not leaks else
                      f"document {worst[1]} leaked into document {worst[2]}: up to {worst[0]:.3g} of a query's weight "
                      f"(layer {worst[3]}); {len({(k, q) for _, k, q, _ in leaks})} document pair(s) leak"))
@@ -95,7 +91,7 @@ def check_packed(lm, batch: Batch, *, backend: str, atol: float) -> list[dict[st
     detail = (f"each document's logits stay {exact} when another document's tokens all change" if not bad else
               "; ".join(f"document {d} leaked into document {e}: changing it moved document {e}'s logits by up to "
                         f"{diff:.3g}" for diff, d, e in bad[:3]))
-    rows.append(_row(f"documents (behaviour, {backend})", "other documents' tokens cannot reach a document's logits",
+    rows.append(check_row(f"documents (behaviour, {backend})", "other documents' tokens cannot reach a document's logits",
                      not bad, detail))
 
     pos = batch.positions[0]
@@ -104,6 +100,6 @@ def check_packed(lm, batch: Batch, *, backend: str, atol: float) -> list[dict[st
     detail = ("each document's positions start at 0" if not late else
               "; ".join(f"document {d} starts at position {p}, not 0 (positions run on from the documents before it)"
                         for d, p in late[:3]))
-    rows.append(_row("documents (positions)", "positions restart in each document, as it would run alone", not late,
+    rows.append(check_row("documents (positions)", "positions restart in each document, as it would run alone", not late,
                      detail))
     return rows

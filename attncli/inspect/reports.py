@@ -58,6 +58,12 @@ class MaskReport:
         return self.mask.shape[0] > 1  # packed prompts are one sequence
 
 
+def check_row(name: str, what: str, ok: bool | None, detail: str) -> dict[str, str]:
+    """One row of --check's table: ``ok`` None is a skipped check."""
+    result = "skipped" if ok is None else "pass" if ok else "fail"
+    return {"name": name, "what": what, "result": result, "detail": detail}
+
+
 def check_window(window: int | None) -> None:
     if window is not None and window < 1:
         raise BadInputError(f"--window must be at least 1, got {window}")
