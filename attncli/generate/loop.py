@@ -162,6 +162,7 @@ class Generation:
                     self.cache = KVCache(self.model.cfg, batch=batch, max_len=self._cache_len(prompt_len),
                                          dtype=self.model.dtype, device=device)
                 if self.compile:
+                    self.cache.has_padding = mask is not None  # as the prefill will leave it
                     self._compile_s = compiled_step(self.model).warm(self.cache, self.backend)
                 if self.backend == "flex":
                     self._compile_s = self._warm_flex(ids, mask)

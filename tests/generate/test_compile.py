@@ -10,8 +10,8 @@ from attncli.generate.loop import Generation, generate
 PROMPTS = [[5, 17, 42, 9, 77, 31], [7, 8]]  # left padding in the batch
 
 
-def tokens(model, prompts, **kw):
-    gen = generate(model, prompts, max_new_tokens=8, **kw)
+def tokens(model, prompts, max_new_tokens=8, **kw):
+    gen = generate(model, prompts, max_new_tokens=max_new_tokens, **kw)
     for _ in gen:
         pass
     return [r.tokens for r in gen.rows], gen.stats
@@ -52,3 +52,36 @@ def test_similar_lengths_share_one_compiled_shape(loaded):
         assert gen.rows[0].tokens == eager.rows[0].tokens
     assert runs[0][0] == runs[1][0] == lm.config.max_position_embeddings  # 64 < the 128 bucket
     assert runs[1][1] == runs[0][1]  # no new graph for the second length
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2", "gemma2", "qwen3", "olmo2", "pythia", "phi3", "smollm3"])
+@pytest.mark.parametrize("padded", [False, True])
+def test_decode_step_is_one_graph(loaded, name, padded):
+    """No graph break anywhere in the step (a dataclass default built inside it once split the
+    step into four graphs, each with its own guards and Python between them)."""
+    import torch
+
+    from attncli.model.cache import KVCache
+
+    lm, _ = loaded(name)
+    cache = KVCache(lm.config, batch=2, max_len=16, dtype=torch.float32, device="cpu")
+    cache.has_padding = padded
+    with torch.inference_mode():
+        explained = torch._dynamo.explain(lm.model.decode_step)(
+            torch.tensor([[5], [6]]), torch.tensor([[3], [2]]), torch.tensor([3]), cache, "sdpa")
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_padded_batch_compiles_before_the_clock(loaded):
+    """The warm-up sees the padding flag the prefill will set: the timed steps compile nothing."""
+    from torch._dynamo.utils import counters
+
+    lm, _ = loaded("llama3-rope")  # a variant no other test compiles
+    gen = generate(lm.model, PROMPTS, max_new_tokens=6, compile=True)
+    it = iter(gen)
+    next(it)  # warm-up (compiles) and prefill
+    graphs = counters["stats"]["unique_graphs"]
+    for _ in it:
+        pass
+    assert counters["stats"]["unique_graphs"] == graphs
+    assert [r.tokens for r in gen.rows] == tokens(lm.model, PROMPTS, max_new_tokens=6)[0]

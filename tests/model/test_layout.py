@@ -11,6 +11,7 @@ import torch
 from attncli.model.cache import KVCache
 from attncli.errors import BadInputError
 from attncli.generate.loop import generate
+from attncli.model import layout
 from attncli.model.layout import LAYOUTS, is_transposed, policy, transposed_names
 from attncli.checkpoint.load import load_model
 from attncli.model.build import build_model
@@ -21,13 +22,20 @@ from hf_factory import VOCAB, hf_logits
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-def test_auto_is_split_on_cpu_and_out_in_elsewhere(monkeypatch):
+@pytest.mark.parametrize("vendor,want", [("intel", "in_out"), ("amd", "split"), ("other", "split")])
+def test_auto_follows_the_cpu_on_cpu_and_is_out_in_elsewhere(monkeypatch, vendor, want):
     monkeypatch.delenv("ATTNCLI_LAYOUT", raising=False)
-    assert policy(CPU) == "split"
+    monkeypatch.setattr(layout, "cpu_vendor", lambda: vendor)
+    assert policy(CPU) == want
+    assert policy(CPU, dtype=torch.bfloat16) == "out_in"
     assert policy(CUDA) == "out_in"
     monkeypatch.setenv("ATTNCLI_LAYOUT", "by_shape")
     assert policy(CPU) == "by_shape"
     assert policy(CPU, "in_out") == "in_out"  # an explicit argument wins over the variable
+
+
+def test_cpu_vendor_reads_proc_cpuinfo():
+    assert layout.cpu_vendor() in ("intel", "amd", "other")
 
 
 def test_unknown_layout_is_refused_by_name():
@@ -90,4 +98,5 @@ def test_random_model_gets_the_layout_too():
     cfg = dataclasses.replace(preset_config("gpt2"), num_layers=1, layer_types=None, vocab_size=256)
     model = build_model(cfg, device="cpu", dtype=torch.float32, random_weights=True)
     assert is_transposed(model.layers[0].attn.qkv.weight)
-    assert all(m.split_rows for m in model.modules() if hasattr(m, "split_rows"))
+    split = policy(CPU) == "split"
+    assert all(m.split_rows == split for m in model.modules() if hasattr(m, "split_rows"))

@@ -203,6 +203,11 @@ def spec_fn(spec: MaskSpec) -> MaskFn:
     return and_masks(*fns)
 
 
+# A module-level instance: torch.compile can read one, but not build a dataclass default
+# inside the compiled step (it broke the step into four graphs).
+_STATIC_SPEC = MaskSpec()
+
+
 def static_layer_mask(
     *, window: int | None, batch: int, slot: Tensor, kv_len: int, kv_valid: Tensor | None,
     chunk: int | None = None,
@@ -217,7 +222,7 @@ def static_layer_mask(
     if kv_valid is not None:
         fns.append(padding(kv_valid))
     mask = build_mask(and_masks(*fns), batch=batch, q_len=1, kv_len=kv_len, q_offset=slot, device=slot.device)
-    return LayerMask(mask, False)
+    return LayerMask(mask, False, _STATIC_SPEC)
 
 
 def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str) -> Tensor:
