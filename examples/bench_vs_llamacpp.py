@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -72,6 +73,17 @@ def llamacpp_logits(gguf: Path, prompt: list[int], threads: int):
     return torch.tensor(llm.scores[len(prompt) - 1])
 
 
+def cpu_model() -> str:
+    """The CPU's name (Linux): which CPU a figure comes from decides which weight layout wins."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def compare_logits(ours, theirs, ref_name: str) -> dict:
     diff = (ours - theirs).abs().max().item()
     return {f"max_abs_diff_vs_{ref_name}": diff, f"rel_diff_vs_{ref_name}": diff / theirs.abs().max().item(),
@@ -98,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tg", type=int, default=TG, help="tokens generated per decode run")
     ap.add_argument("--depth", type=int, default=DEPTH, help="prompt tokens before the timed decode")
     ap.add_argument("--pp", default=",".join(map(str, PP)), help="prefill lengths ('' to skip)")
+    ap.add_argument("--compile", action="store_true", help="also time attncli with --compile (the compiled decode step)")
     ap.add_argument("--bandwidth-gib", type=float, default=1.0)
     ap.add_argument("--out", type=Path, help="write the results as JSON")
     args = ap.parse_args(argv)
@@ -112,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoModelForCausalLM
 
     from attncli.checkpoint.load import load_model
+    from attncli.model.layout import policy
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -129,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
                 exe = None
         prompt = torch.randint(100, 1000, (args.depth,), generator=torch.Generator().manual_seed(1)).tolist()
         results = {"env": {**bvt.env(argparse.Namespace(device="cpu", threads=args.threads, dtype="float32",
-                                                        prompt_len=args.depth, new=args.tg)), "llama_bench": exe},
+                                                        prompt_len=args.depth, new=args.tg)),
+                           "cpu_model": cpu_model(), "layout": policy(ours.device), "llama_bench": exe},
                    "shape": args.shape, "logits": {}, "decode": {}, "prefill": []}
         ids = torch.tensor([prompt])
         with torch.inference_mode():
@@ -141,7 +156,13 @@ def main(argv: list[str] | None = None) -> dict:
         elif gguf is not None:
             print("llama.cpp: llama_cpp (llama-cpp-python) not importable: logits not compared with llama.cpp")
         results["logits"] = {k: (round(v, 7) if isinstance(v, float) else v) for k, v in results["logits"].items()}
-        print(f"logits (last position, {args.depth}-token prompt): " + ", ".join(f"{k} {v}" for k, v in results["logits"].items()))
+        print(f"logits at the last of {args.depth} tokens, attncli against:")
+        for ref_name in ("transformers", "llamacpp"):
+            if f"max_abs_diff_vs_{ref_name}" in results["logits"]:
+                got = {k.rsplit("_vs_", 1)[0].rsplit("_as_", 1)[0]: v for k, v in results["logits"].items()
+                       if k.endswith(ref_name)}
+                print(f"  {ref_name:13s} max |diff| {got['max_abs_diff']:.2e} (relative {got['rel_diff']:.2e}), "
+                      f"same argmax: {got['same_argmax']}")
 
         weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
         bw = bvt.Bandwidth("cpu", args.bandwidth_gib)
@@ -166,11 +187,18 @@ def decode_runs(args, ours, theirs, exe, gguf, prompt, bw) -> dict:
                                                   args.tg, True)[0],
                "transformers": lambda: bvt.decode_rate(lambda p, n, c: torch.no_grad()(bvt.hf_generate)(theirs, p, n, c),
                                                        prompt, args.tg, True)[0]}
+    if args.compile:  # its warm-up below compiles; compile time is excluded, as llama.cpp's build is
+        runners["attncli[compile]"] = lambda: bvt.decode_rate(
+            lambda p, n, c: bvt.ours_generate(ours, p, n, c, compile=True), prompt, args.tg, True)[0]
     build = None
     if exe is not None:
         runners["llama.cpp"] = lambda: llama_bench(exe, gguf, args.threads, tg=args.tg, depth=args.depth)[f"tg{args.tg}"]
         build = llama_bench(exe, gguf, args.threads, tg=4, depth=4)["build"]  # warm-up, and its build
     bvt.ours_generate(ours, prompt, 4, True)  # warm-ups, excluded
+    if args.compile:
+        started = time.perf_counter()
+        bvt.ours_generate(ours, prompt, 4, True, compile=True)
+        print(f"attncli[compile]: decode step compiled in {time.perf_counter() - started:.1f} s")
     torch.no_grad()(bvt.hf_generate)(theirs, prompt, 4, True)
     rates: dict[str, list[float]] = {k: [] for k in runners}
     for i in range(args.repeats):
@@ -185,12 +213,17 @@ def decode_runs(args, ours, theirs, exe, gguf, prompt, bw) -> dict:
            "share_of_floor": {k: round(v / floor, 3) for k, v in med.items()},
            "attncli_vs_transformers": round(med["attncli"] / med["transformers"], 3),
            "repeats": {k: [round(r, 2) for r in v] for k, v in rates.items()}}
+    ours_names = [k for k in med if k.startswith("attncli")]
+    row["ratios_vs_transformers"] = {k: round(med[k] / med["transformers"], 3) for k in ours_names}
     if exe is not None:
         row["attncli_vs_llamacpp"] = round(med["attncli"] / med["llama.cpp"], 3)
-    vs = f" | {row['attncli_vs_llamacpp']:.2f}x llama.cpp" if exe is not None else ""
-    print(f"decode {row['test']}: " + " | ".join(f"{k} {v:6.1f} tok/s ({100 * v / floor:.0f}% of floor)"
-                                             for k, v in med.items())
-          + f" | floor {floor:.1f} tok/s at {bw.median:.1f} GB/s | {row['attncli_vs_transformers']:.2f}x transformers{vs}")
+        row["ratios_vs_llamacpp"] = {k: round(med[k] / med["llama.cpp"], 3) for k in ours_names}
+    print(f"decode {row['test']} (floor {floor:.1f} tok/s at {bw.median:.1f} GB/s, medians of {args.repeats}):")
+    for k, v in med.items():
+        vs = f"  {v / med['transformers']:5.2f}x transformers" if k in ours_names else ""
+        if k in ours_names and exe is not None:
+            vs += f"  {v / med['llama.cpp']:5.2f}x llama.cpp"
+        print(f"  {k:17s} {v:7.1f} tok/s  {100 * v / floor:3.0f}% of floor{vs}")
     return {"decode": row, "llamacpp_build": build}
 
 
@@ -223,9 +256,9 @@ def prefill_runs(args, ours, theirs, exe, gguf, pp) -> list[dict]:
         if "llama.cpp" in med:
             row["attncli_vs_llamacpp"] = round(med["attncli"] / med["llama.cpp"], 3)
         rows.append(row)
-        vs = f" | {row['attncli_vs_llamacpp']:.2f}x llama.cpp" if "llama.cpp" in med else ""
-        print(f"prefill pp{t}: " + " | ".join(f"{k} {v:7.1f} tok/s" for k, v in med.items())
-              + f" | {row['attncli_vs_transformers']:.2f}x transformers{vs}")
+        vs = f"  {row['attncli_vs_llamacpp']:.2f}x llama.cpp" if "llama.cpp" in med else ""
+        print(f"prefill pp{t:<4d} " + "  ".join(f"{k} {v:.0f}" for k, v in med.items())
+              + f" tok/s\n  attncli {row['attncli_vs_transformers']:.2f}x transformers{vs}")
     return rows
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -59,3 +60,47 @@ def test_python_api_example_runs_on_the_embedded_model(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("llama, 1,869,504 parameters on ")
     assert len(lines) == 2 + 5 and all(float(line.split()[0]) > 0 for line in lines[2:])
+
+
+def test_bench_vs_llamacpp_runs_without_llamacpp(tmp_path, capsys):
+    """CI has no llama.cpp: the bench says so and times attncli and transformers."""
+    bench = load_example("bench_vs_llamacpp")
+    out = tmp_path / "bench.json"
+    results = bench.main(["--shape", "tiny-llama", "--repeats", "2", "--tg", "6", "--depth", "5", "--pp", "16",
+                          "--llama-bench", str(tmp_path / "missing"), "--bandwidth-gib", "0.01", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "llama-bench not found" in printed
+    assert json.loads(out.read_text()) == results and not list(tmp_path.glob("*.tmp"))
+    assert results["logits"]["same_argmax_as_transformers"] and results["logits"]["rel_diff_vs_transformers"] < 1e-4
+    row = results["decode"]
+    assert row["test"] == "tg6@d5" and row["attncli_tokens_per_s"] > 0 and "llama.cpp_tokens_per_s" not in row
+    assert len(row["repeats"]["attncli"]) == 2 and set(row["share_of_floor"]) == {"attncli", "transformers"}
+    assert [r["test"] for r in results["prefill"]] == ["pp16"]
+    assert results["floor_tokens_per_s"] > 0 and len(results["bandwidth_samples_gbs"]) == 3
+
+
+def test_gguf_export_writes_llamacpp_names_and_rotary_order(tmp_path):
+    gguf = pytest.importorskip("gguf")  # bench-only
+    from hf_factory import save_variant
+
+    export = load_example("gguf_export")
+    folder = tmp_path / "ckpt"
+    ref = save_variant("llama", folder)
+    path = export.export(folder, tmp_path / "m.gguf")
+    reader = gguf.GGUFReader(str(path))
+    tensors = {t.name: t for t in reader.tensors}
+    cfg = ref.config
+    d = cfg.hidden_size // cfg.num_attention_heads
+    assert {"token_embd.weight", "output_norm.weight", "blk.0.attn_q.weight", "blk.0.ffn_gate.weight"} <= set(tensors)
+    q = torch.tensor(tensors["blk.0.attn_q.weight"].data).reshape(cfg.num_attention_heads, d, -1)
+    hf_q = ref.model.layers[0].self_attn.q_proj.weight.detach().reshape(cfg.num_attention_heads, d, -1)
+    # interleaved pairs: row 2i of a head is HF's row i, row 2i+1 is HF's row i + D/2
+    assert torch.equal(q[:, 0::2], hf_q[:, : d // 2]) and torch.equal(q[:, 1::2], hf_q[:, d // 2 :])
+    arch = reader.fields["general.architecture"]
+    assert bytes(arch.parts[arch.data[0]]).decode() == "llama"
+
+
+def test_profile_decode_step_splits_products_from_the_rest(capsys):
+    res = load_example("profile_decode_step").main(["--shape", "tiny-llama", "--steps", "3", "--rows", "5"])
+    assert res["step_ms"] > 0 and res["products_ms"] > 0 and res["calls"] > 0
+    assert "matrix products" in capsys.readouterr().out
