@@ -334,7 +334,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: say so plainly, traceback only on request
         if os.environ.get("ATTNCLI_DEBUG"):
             raise
+        if _out_of_memory(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return _fail(f"out of memory: {first[:160]} (try a shorter context, a smaller batch or --dtype bfloat16)", 1)
         return _fail(f"internal error: {exc.__class__.__name__}: {exc} (set ATTNCLI_DEBUG=1 for a traceback)", 1)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if "torch" not in sys.modules:  # failed before torch was loaded: not an allocation
+        return False
+    from attncli.memory import is_oom
+
+    return is_oom(exc)
 
 
 def _fail(message: str, code: int) -> int:

@@ -18,6 +18,17 @@ import psutil
 import torch
 
 
+_OOM_TEXTS = ("out of memory", "can't allocate memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed")
+
+
+def is_oom(err: BaseException) -> bool:
+    """An allocation failure, on any device: torch's OutOfMemoryError, or the RuntimeError a
+    CPU allocation, cuBLAS or cuDNN raises when its workspace cannot be had."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and any(t in str(err).lower() for t in _OOM_TEXTS)
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued device work so a host timer measures it."""
     if device.type == "cuda":

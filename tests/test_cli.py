@@ -135,3 +135,19 @@ def test_help_does_not_import_torch():
     code = "import sys; from attncli.cli import app; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("message", ["CUDA out of memory. Tried to allocate 48.00 GiB",
+                                     "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"])
+def test_out_of_memory_is_one_line_not_an_internal_error(capfd, monkeypatch, message):
+    import torch
+
+    from attncli.model.transformer import Transformer
+
+    def no_memory(self, *a, **kw):
+        raise (torch.OutOfMemoryError if message.startswith("CUDA out") else RuntimeError)(message)
+
+    monkeypatch.setattr(Transformer, "forward", no_memory)
+    code, _, err = run(capfd, "generate", "The cat", "-n", "2")
+    assert_one_line_error(code, err, 1, "out of memory: ")
+    assert "internal error" not in err and "shorter context" in err

@@ -42,3 +42,17 @@ def test_nothing_allocated_reads_near_zero():
     with PeakMemory("cpu") as mem:
         pass
     assert mem.peak_bytes < 4 * MIB
+
+
+@pytest.mark.parametrize("err,oom", [
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), True),
+    (RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"), True),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 123 bytes"), True),
+    (RuntimeError("shape mismatch"), False),
+    (ValueError("out of memory"), False),
+])
+def test_is_oom_knows_every_allocator(err, oom):
+    from attncli.memory import is_oom
+
+    assert is_oom(err) is oom

@@ -79,6 +79,17 @@ def check_context(model: Transformer, prompt_len: int, max_new_tokens: int) -> N
         )
 
 
+def check_token_ids(prompts: Sequence[Sequence[int]], vocab_size: int) -> None:
+    """Refuse ids the embedding has no row for before they reach the device: on CUDA an
+    out-of-range lookup is a device-side assert that poisons the process, not an error."""
+    for i, p in enumerate(prompts):
+        bad = next((t for t in p if not 0 <= t < vocab_size), None)
+        if bad is not None:
+            where = f"prompt {i + 1}" if len(prompts) > 1 else "the prompt"
+            raise BadInputError(f"token id {bad} in {where} is outside the model's vocabulary (0..{vocab_size - 1}): "
+                                "is the tokenizer the model's?")
+
+
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
     """Token ids (B, T) right-aligned, and the mask (B, T) of real tokens, or None when
     no row needs padding (which lets SDPA use its causal fast path)."""
@@ -116,6 +127,7 @@ class Generation:
         if not prompts or any(len(p) == 0 for p in prompts):
             raise BadInputError("every prompt must have at least one token")
         check_max_new_tokens(max_new_tokens)
+        check_token_ids(prompts, model.cfg.vocab_size)
         check_context(model, max(len(p) for p in prompts), max_new_tokens)
         self.model = model
         self.max_new_tokens = max_new_tokens

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import psutil
 import torch
 
-from attncli.memory import PeakMemory, synchronize
+from attncli.memory import PeakMemory, is_oom, synchronize
 from attncli.model.cache import KVCache
 from attncli.model.transformer import Transformer
 from attncli.profile.breakdown import timing_attention
@@ -76,13 +76,6 @@ def series_label(key: tuple) -> str:
     return f"{mode}{cache_part} {attn}" + (f" b{batch}" if batch != 1 else "")
 
 
-def is_oom(err: BaseException) -> bool:
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    text = str(err).lower()
-    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
 class Timer:
     """Wall time of one call, the device synchronised around it (CUDA events on a GPU)."""
 
@@ -91,11 +84,14 @@ class Timer:
 
     def __call__(self, fn: Callable[[], Any]) -> float:
         if self.device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
+            # on the model's device: events record on the current device's stream, and nothing
+            # else makes cuda:N current
+            with torch.cuda.device(self.device):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
             return start.elapsed_time(end) / 1e3
         synchronize(self.device)
         t = time.perf_counter()

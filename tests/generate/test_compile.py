@@ -85,3 +85,20 @@ def test_padded_batch_compiles_before_the_clock(loaded):
         pass
     assert counters["stats"]["unique_graphs"] == graphs
     assert [r.tokens for r in gen.rows] == tokens(lm.model, PROMPTS, max_new_tokens=6)[0]
+
+
+def test_compiled_steps_reuse_one_slot_tensor(loaded):
+    """The slot reaches the compiled step as the same tensor, filled in place: no host tensor
+    per step, and one static address for CUDA graphs."""
+    lm, _ = loaded("llama")
+    gen = generate(lm.model, [[5, 17, 42]], max_new_tokens=5, compile=True)
+    seen, real, step = [], None, None
+    for i, _ in enumerate(gen):
+        step = lm.model._compiled_step
+        if real is None:
+            real = step.fn
+            step.fn = lambda ids, pos, slot, cache, backend: (seen.append((id(slot), int(slot))), real(
+                ids, pos, slot, cache, backend))[1]
+    step.fn = real
+    assert len(seen) == 4 and len({s for s, _ in seen}) == 1
+    assert [v for _, v in seen] == [3, 4, 5, 6]  # the prompt fills slots 0-2

@@ -149,3 +149,14 @@ def test_cache_is_written_in_place_not_reallocated(loaded):
         pass
     assert [t.data_ptr() for t in gen.cache.k] == ptrs and gen.cache.length == len(PROMPT) + 5
     assert gen.cache.k[0].shape[2] == len(PROMPT) + 6  # sized prompt + max_new_tokens
+
+
+def test_prompt_ids_outside_the_vocabulary_are_refused(loaded):
+    from attncli.errors import BadInputError
+
+    lm, _ = loaded("llama")
+    v = lm.config.vocab_size
+    with pytest.raises(BadInputError, match=rf"token id {v} in prompt 2 is outside the model's vocabulary \(0..{v - 1}\)"):
+        generate(lm.model, [[1, 2], [3, v]], max_new_tokens=2)
+    with pytest.raises(BadInputError, match="token id -1 in the prompt"):
+        generate(lm.model, [[-1, 2]], max_new_tokens=2)
