@@ -115,10 +115,12 @@ def ours_generate(model, prompt, new, use_cache, compile=False):
     return gen.rows[0].tokens
 
 
-def hf_generate(model, prompt, new, use_cache):
+def hf_generate(model, prompt, new, use_cache, static=False):
     ids = torch.tensor([prompt], device=model.device)
+    # static: transformers' StaticCache, whose decode forward generate compiles itself
+    extra = {"cache_implementation": "static"} if static and use_cache else {}
     out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
-                         do_sample=False, use_cache=use_cache, pad_token_id=0)
+                         do_sample=False, use_cache=use_cache, pad_token_id=0, **extra)
     return out[0, len(prompt):].tolist()
 
 
@@ -145,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     ap.add_argument("--compile", action="store_true", help="also time attncli with --compile (cached decode)")
     ap.add_argument("--hf-attn", default="sdpa", help="transformers attention implementations to time (sdpa,eager)")
+    ap.add_argument("--hf-static", action="store_true",
+                    help="also time transformers' static-cache generate (compiled by transformers; cached decode)")
     ap.add_argument("--bandwidth-gib", type=float, default=1.0, help="size of the bandwidth probe")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -176,6 +180,8 @@ def main(argv: list[str] | None = None) -> dict:
             name = "transformers" if i == 0 else f"transformers[{impl}]"
             hf_models[name] = m
             runners[name] = lambda p, n, c, m=m: torch.no_grad()(hf_generate)(m, p, n, c)
+            if args.hf_static and i == 0:
+                runners["transformers[static]"] = lambda p, n, c, m=m: torch.no_grad()(hf_generate)(m, p, n, c, True)
     theirs = hf_models["transformers"]
     weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
     bw = Bandwidth(args.device, args.bandwidth_gib)
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"{bandwidth:.1f} GB/s -> decode floor {floor:.1f} tok/s (batch 1)")
     for mode in [m for m in args.modes.split(",") if m]:
         use_cache = mode == "cache"
-        active = {k: fn for k, fn in runners.items() if use_cache or k != "attncli[compile]"}
+        active = {k: fn for k, fn in runners.items() if use_cache or k not in ("attncli[compile]", "transformers[static]")}
         rates: dict[str, list[float]] = {k: [] for k in active}
         tokens: dict[str, list[int]] = {}
         for name, fn in active.items():  # warm-up (and compile), excluded

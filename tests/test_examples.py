@@ -104,3 +104,15 @@ def test_profile_decode_step_splits_products_from_the_rest(capsys):
     res = load_example("profile_decode_step").main(["--shape", "tiny-llama", "--steps", "3", "--rows", "5"])
     assert res["step_ms"] > 0 and res["products_ms"] > 0 and res["calls"] > 0
     assert "matrix products" in capsys.readouterr().out
+
+
+def test_gpu_check_quick_runs_every_section_on_the_cpu(tmp_path, capsys):
+    """The device check is one prepared command for a lent GPU: its CPU mode keeps it working."""
+    res = load_example("gpu_check").main(["--device", "cpu", "--quick", "--new", "6", "--out-dir", str(tmp_path)])
+    failed = {k: v for k, v in res["sections"].items() if not v["ok"]}
+    assert not failed, failed
+    assert set(res["sections"]) == {"parity", "compile", "kernels", "check", "decode", "load", "profile"}
+    assert json.loads((tmp_path / "cpu-gpu-check.json").read_text())["device"] == "cpu"
+    assert (tmp_path / "cpu-quadratic.json").exists()
+    assert res["sections"]["kernels"]["kernels"]["sdpa/decode"]
+    assert "section   result" in capsys.readouterr().out

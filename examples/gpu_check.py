@@ -1,0 +1,275 @@
+"""One prepared device check: correctness and speed of attncli on a GPU, in one command (<= 8 min on an H200).
+
+    python examples/gpu_check.py                      # on the GPU machine, from the repository root
+    python examples/gpu_check.py --device cpu --quick # tiny shapes end to end (CI: it cannot rot)
+
+Runs from the copied tree (the repository root is put on sys.path; nothing is installed) and
+needs torch, transformers, typer, rich, safetensors, tokenizers and psutil. Every section is
+recorded, pass or fail, and the run goes on: a device session is one command, not exploration.
+  parity     bf16/fp16 (float32 too with --quick) greedy tokens against transformers, per family
+  compile    eager vs --compile tokens; CUDA graphs recorded, not skipped (inductor's counter)
+  kernels    which attention kernel each call ran (profiler names), prefill and decode, sdpa/flex
+  check      `inspect-mask --check` on a padded batch in the run dtype: exit 0, no NaN
+  decode     llama-3.2-1b shape: attncli eager / --compile vs transformers, share of the floor
+             (examples/bench_vs_transformers.py)
+  profile    a quadratic prefill sweep to T = 8,192 with sdpa and flex (`attncli profile`)
+  load       attncli's load to the device vs safetensors.torch.load_file
+Writes profiles/results/<device>-gpu-check.json (and <device>-quadratic.json), then prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "examples"))
+
+import torch  # noqa: E402
+
+FAMILIES = {  # tiny random checkpoints, built here (model_type, config overrides)
+    "llama": ("llama", dict(num_key_value_heads=2)),
+    "qwen3": ("qwen3", dict(num_key_value_heads=2, head_dim=16)),
+    "gemma2": ("gemma2", dict(num_key_value_heads=2, head_dim=16, query_pre_attn_scalar=16, sliding_window=8)),
+    "gpt2": ("gpt2", None),
+}
+BASE = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=256, tie_word_embeddings=False)
+GPT2 = dict(vocab_size=256, n_positions=256, n_embd=64, n_layer=2, n_head=4)
+
+
+def save_tiny(name: str, folder: Path) -> Path:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    model_type, extra = FAMILIES[name]
+    cfg = GPT2 if extra is None else dict(BASE, **extra)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **cfg)).save_pretrained(folder / name)
+    return folder / name
+
+
+def greedy_ours(folder, device, dtype, prompts, new, compile=False):
+    from attncli.checkpoint.load import load_model
+    from attncli.generate.loop import generate
+
+    gen = generate(load_model(folder, device=device, dtype=dtype).model, prompts, max_new_tokens=new, compile=compile)
+    for _ in gen:
+        pass
+    return [r.tokens for r in gen.rows]
+
+
+def greedy_hf(folder, device, dtype, prompts, new):
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    out = []
+    for p in prompts:  # one row at a time: no padding on the reference side
+        ids = torch.tensor([p], device=device)
+        with torch.no_grad():
+            g = m.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new, min_new_tokens=new,
+                           do_sample=False, pad_token_id=0, eos_token_id=None)
+        out.append(g[0, len(p):].tolist())
+    return out
+
+
+def first_mismatch(a, b):
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None
+
+
+def sec_parity(args, tmp):
+    prompts = [[5, 17, 42, 9, 77, 31], [7, 8, 9]]
+    dtypes = ["float32", "bfloat16"] if args.quick else ["bfloat16", "float16"]
+    rows = {}
+    for fam in FAMILIES:
+        folder = save_tiny(fam, tmp)
+        for dt in dtypes:
+            ours = greedy_ours(folder, args.device, dt, prompts, args.new)
+            ref = greedy_hf(folder, args.device, dt, prompts, args.new)
+            rows[f"{fam}/{dt}"] = {"equal": ours == ref,
+                                   "first_mismatch": [first_mismatch(a, b) for a, b in zip(ours, ref)]}
+    return {"ok": all(r["equal"] for r in rows.values()), "rows": rows}
+
+
+def sec_compile(args, tmp):
+    from torch._dynamo.utils import counters
+
+    folder = tmp / "llama" if (tmp / "llama").exists() else save_tiny("llama", tmp)
+    prompts = [[5, 17, 42, 9, 77, 31], [7, 8, 9]]
+    dt = "float32" if args.quick else "bfloat16"
+    eager = greedy_ours(folder, args.device, dt, prompts, args.new)
+    skips_before = counters["inductor"]["cudagraph_skips"]
+    compiled = greedy_ours(folder, args.device, dt, prompts, args.new, compile=True)
+    skips = counters["inductor"]["cudagraph_skips"] - skips_before
+    on_cuda = args.device.startswith("cuda")
+    return {"ok": eager == compiled and (skips == 0 or not on_cuda), "tokens_equal": eager == compiled,
+            "cudagraph_skips": skips, "cuda_graphs_expected": on_cuda}
+
+
+def sec_kernels(args, tmp):
+    from torch.profiler import ProfilerActivity, profile
+
+    from attncli.checkpoint.load import load_model
+    from attncli.model.cache import KVCache
+
+    folder = tmp / "llama" if (tmp / "llama").exists() else save_tiny("llama", tmp)
+    dt = "float32" if args.quick else "bfloat16"
+    model = load_model(folder, device=args.device, dtype=dt).model
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+    found = {}
+    for backend in ("sdpa", "flex"):
+        for phase in ("prefill", "decode"):
+            cache = KVCache(model.cfg, batch=1, max_len=160, dtype=model.dtype, device=args.device)
+            ids = torch.randint(3, 200, (1, 64), device=args.device)
+            with torch.inference_mode():
+                model(ids, cache=cache, backend=backend, last_only=True)  # warm (flex compiles)
+                if phase == "decode":
+                    model(ids[:, :1], cache=cache, backend=backend, last_only=True)
+                with profile(activities=acts) as prof:
+                    if phase == "prefill":
+                        cache.length = 0
+                        model(ids, cache=cache, backend=backend, last_only=True)
+                    else:
+                        model(ids[:, :1], cache=cache, backend=backend, last_only=True)
+            names = {e.key for e in prof.key_averages()
+                     if re.search(r"attention|flash|fmha|flex|sdpa|efficient|cudnn|triton_tem|CompiledFxGraph",
+                                  e.key, re.I)}
+            found[f"{backend}/{phase}"] = sorted(names)[:8]
+    return {"ok": all(found.values()), "kernels": found}
+
+
+def sec_check(args, tmp):
+    from attncli.cli import main as cli
+
+    dt = "float32" if args.quick else "bfloat16"
+    out = tmp / "check.json"
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = cli(["inspect-mask", "The cat", "Once upon a time there", "--check", "--device", args.device,
+                    "--dtype", dt, "--json"])
+    text = buf.getvalue()
+    out.write_text(text)
+    docs = json.loads(text) if code == 0 else []
+    # the dtype audit shows other methods' NaN rows on purpose; attncli's own must be clean
+    ours = [r for d in docs for r in d.get("dtype_audit", []) if r.get("attncli")]
+    nan = any("nan" in json.dumps(r).lower() for r in ours)
+    failed = [c["name"] for d in docs for c in d.get("checks", []) if c.get("result") not in ("pass", "skipped")]
+    return {"ok": code == 0 and not nan and not failed, "exit_code": code, "nan_in_attncli_rows": nan,
+            "checks_failed": failed, "audited_rows": len(ours)}
+
+
+def sec_decode(args, tmp):
+    import bench_vs_transformers as bvt
+
+    shape = "tiny-llama" if args.quick else "llama-3.2-1b"
+    dt = "float32" if args.quick else "bfloat16"
+    res = bvt.main(["--shape", shape, "--device", "cpu" if args.quick else "cuda", "--dtype", dt, "--compile",
+                    "--hf-attn", "sdpa,eager", "--hf-static", "--modes", "cache", "--repeats", "2" if args.quick else "3",
+                    "--new", "16" if args.quick else "128", "--prefill", "", "--bandwidth-gib",
+                    "0.01" if args.quick else "1"])
+    row = res["decode"][0]
+    return {"ok": row["identical_greedy_tokens"], "shape": shape, "dtype": dt, **{k: row[k] for k in row
+            if k.endswith("tokens_per_s") or k in ("ratios", "share_of_floor", "identical_by_runner")},
+            "bandwidth_gbs": res["bandwidth_gbs"]}
+
+
+def sec_profile(args, tmp, out_json: Path):
+    from attncli.cli import main as cli
+
+    preset = "gpt2" if args.quick else "llama-3.2-1b"
+    lens = "32,64" if args.quick else "512,1024,2048,4096,8192"
+    code = cli(["profile", "--preset", preset, "--random-weights", "--seq-lens", lens, "--mode", "prefill",
+                "--attn", "sdpa,flex", "--device", args.device, "--dtype", "float32" if args.quick else "bfloat16",
+                "--repeats", "2", "--out", str(out_json)])
+    doc = json.loads(out_json.read_text()) if out_json.exists() else {}
+    rows = [{k: r.get(k) for k in ("attn", "seq_len", "latency_ms", "peak_memory_bytes", "status")}
+            for r in doc.get("rows", [])]
+    return {"ok": code == 0 and all(r["status"] == "ok" for r in rows), "exit_code": code, "rows": rows,
+            "fits": doc.get("fits")}
+
+
+def sec_load(args, tmp):
+    import bench_vs_transformers as bvt
+    from safetensors.torch import load_file
+
+    from attncli.checkpoint.load import load_model
+
+    shape = "tiny-llama" if args.quick else "llama-3.2-1b"
+    folder = tmp / "load"
+    bvt.build_checkpoint(shape, folder, torch.float32 if args.quick else torch.bfloat16)
+    dev = torch.device(args.device)
+    files = sorted(folder.glob("*.safetensors"))
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    t = time.perf_counter()
+    lm = load_model(folder, device=args.device, dtype="float32" if args.quick else "bfloat16")
+    sync()
+    ours = time.perf_counter() - t
+    del lm
+    t = time.perf_counter()
+    tensors = [load_file(f, device=str(dev)) for f in files]
+    sync()
+    theirs = time.perf_counter() - t
+    del tensors
+    size = sum(f.stat().st_size for f in files)
+    return {"ok": True, "bytes": size, "attncli_s": round(ours, 3), "load_file_s": round(theirs, 3),
+            "attncli_vs_load_file": round(theirs / ours, 3)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--quick", action="store_true", help="tiny shapes (the CPU smoke run)")
+    ap.add_argument("--new", type=int, default=24, help="greedy tokens per parity run")
+    ap.add_argument("--only", default="", help="sections to run, comma-separated (default: all)")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "profiles" / "results")
+    args = ap.parse_args(argv)
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    results = {"device": name, "torch": torch.__version__, "quick": args.quick, "sections": {}}
+    sections = {"parity": sec_parity, "compile": sec_compile, "kernels": sec_kernels, "check": sec_check,
+                "decode": sec_decode, "load": sec_load,
+                "profile": lambda a, t: sec_profile(a, t, args.out_dir / f"{slug}-quadratic.json")}
+    chosen = [s for s in args.only.split(",") if s] or list(sections)
+    with tempfile.TemporaryDirectory() as tmp:
+        for sec in chosen:
+            started = time.perf_counter()
+            try:
+                got = sections[sec](args, Path(tmp))
+            except Exception as err:  # noqa: BLE001 - a failed section is a result too
+                got = {"ok": False, "error": f"{type(err).__name__}: {err}"[:400],
+                       "where": traceback.format_exc().strip().splitlines()[-3:]}
+            got["seconds"] = round(time.perf_counter() - started, 1)
+            results["sections"][sec] = got
+            print(f"[{sec}] {'ok' if got['ok'] else 'FAILED'} in {got['seconds']} s", flush=True)
+    out = args.out_dir / f"{slug}-gpu-check.json"
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    tmp_out.replace(out)
+    print(f"\n{'section':9s} {'result':7s} {'s':>6s}  detail")
+    for sec, got in results["sections"].items():
+        detail = got.get("error") or ", ".join(f"{k}={v}" for k, v in got.items()
+                                               if k not in ("ok", "seconds", "rows", "kernels", "fits", "where"))
+        print(f"{sec:9s} {'ok' if got['ok'] else 'FAILED':7s} {got['seconds']:6.1f}  {detail[:200]}")
+    print(f"wrote {out}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
