@@ -45,16 +45,17 @@ def _judge(w: Tensor, visible: Tensor) -> tuple[str, str, str]:
     return p_text, f_text, verdict
 
 
-def dtype_audit() -> list[dict[str, Any]]:
+def dtype_audit(device: torch.device | str = "cpu") -> list[dict[str, Any]]:
     """The usual fill values through softmax in float16 and bfloat16, as additive masks
     and with masked_fill, on a partly masked row and a fully masked row (a padding
-    query); then attncli's eager method and torch's sdpa with a bool mask."""
+    query); then attncli's eager method and torch's sdpa with a bool mask. On ``device``,
+    the model's: the kernels judged are the ones that run there (CUDA's SDPA is not the CPU's)."""
     rows: list[dict[str, Any]] = []
-    visible = torch.tensor(AUDIT_VISIBLE)
+    visible = torch.tensor(AUDIT_VISIBLE, device=device)
     keep = torch.stack([visible, torch.zeros_like(visible)])  # (2, S): partial row, fully masked row
     for dtype in (torch.float16, torch.bfloat16):
         name = str(dtype).removeprefix("torch.")
-        x = torch.tensor(AUDIT_SCORES).to(dtype).expand(2, -1)  # (2, S)
+        x = torch.tensor(AUDIT_SCORES, device=device).to(dtype).expand(2, -1)  # (2, S)
         for fill_name, fill in _fills(dtype):
             for method in ("additive", "masked_fill"):
                 row = {"dtype": name, "fill": fill_name, "method": method, "attncli": False}
@@ -77,7 +78,7 @@ def dtype_audit() -> list[dict[str, Any]]:
         # Scores in, weights out: with k = v = identity and scale 1, q @ k^T is the score
         # row itself and attention's output is its weight row.
         q = x[None, None].contiguous()  # (1, 1, 2, S)
-        eye = torch.eye(len(AUDIT_SCORES), dtype=dtype)[None, None]  # (1, 1, S, S)
+        eye = torch.eye(len(AUDIT_SCORES), dtype=dtype, device=device)[None, None]  # (1, 1, S, S)
         lm = masks.LayerMask(keep[None, None], False)
         _, kept = backends.eager_attention(q, eye, eye, lm, scale=1.0, probe=True)
         p, f, v = _judge(kept.weights[0, 0], visible)
@@ -87,5 +88,5 @@ def dtype_audit() -> list[dict[str, Any]]:
         p, f, v = _judge(out[0, 0], visible)
         rows.append({"dtype": name, "fill": "bool mask", "method": "attncli sdpa", "attncli": True,
                      "partial_row": p, "masked_row": f, "verdict": v,
-                     "note": f"F.scaled_dot_product_attention, torch {torch.__version__}"})
+                     "note": f"F.scaled_dot_product_attention, torch {torch.__version__}, {torch.device(device).type}"})
     return rows

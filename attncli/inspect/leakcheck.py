@@ -296,7 +296,7 @@ def check_model(lm, batch: Batch, *, backend: str) -> CheckResult:
         rows.append(check_row("sliding edge", "distances W-1, W, W+1 around the window", None, "skipped: the model has no sliding window"))
     if batch.documents is not None:
         rows += check_packed(lm, batch, backend=backend, atol=SDPA_ATOL[lm.dtype])
-    audit = dtype_audit()
+    audit = dtype_audit(lm.device)
     rows.append(audit_row(audit))
     return CheckResult(rows, audit)
 

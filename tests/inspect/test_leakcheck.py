@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from attncli.inspect import leakcheck, reports
 from attncli.model.attention import masks as attention  # patched where defined
@@ -65,3 +66,18 @@ def test_dtype_audit_facts():
         assert by[(dtype, "finfo.min", "masked_fill")]["verdict"] == "leak"  # uniform over padding
     assert by[("float16", "-1e9", "additive")]["masked_row"] == "NaN"  # -1e9 overflows to -inf
     assert leakcheck.audit_row(rows)["result"] == "pass"
+
+
+def test_dtype_audit_runs_on_the_device_it_is_given(monkeypatch, loaded):
+    """--check audits the kernels of the model's device, not the CPU's whatever --device."""
+    seen = []
+    real = leakcheck.dtype_audit
+    monkeypatch.setattr(leakcheck, "dtype_audit", lambda *device: seen.append(device) or real(*device))
+    rows = real(torch.device("cpu"))
+    assert {r["note"].rsplit(", ", 1)[-1] for r in rows if r["method"] == "attncli sdpa"} == {"cpu"}
+    lm, _ = loaded("llama")
+    ids = torch.tensor([[0, 0, 5, 6, 7], [3, 4, 5, 6, 7]])
+    valid = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]]).bool()
+    batch = leakcheck.Batch(ids, valid, [[None] * 5] * 2, None)
+    result = leakcheck.check_model(lm, batch, backend="sdpa")
+    assert seen == [(lm.device,)] and result.audit  # told the device, not left to its CPU default
