@@ -73,17 +73,6 @@ def llamacpp_logits(gguf: Path, prompt: list[int], threads: int):
     return torch.tensor(llm.scores[len(prompt) - 1])
 
 
-def cpu_model() -> str:
-    """The CPU's name (Linux): which CPU a figure comes from decides which weight layout wins."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
-
-
 def compare_logits(ours, theirs, ref_name: str) -> dict:
     diff = (ours - theirs).abs().max().item()
     return {f"max_abs_diff_vs_{ref_name}": diff, f"rel_diff_vs_{ref_name}": diff / theirs.abs().max().item(),
@@ -125,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers import AutoModelForCausalLM
 
     from attncli.checkpoint.load import load_model
-    from attncli.model.layout import policy
+    from attncli.model.layout import cpuinfo_field, policy
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -134,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
         theirs = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="sdpa").eval()
         theirs.generation_config.eos_token_id = None
         gguf = None
-        if exe is not None or not args.no_llamacpp:
+        if not args.no_llamacpp:  # also without llama-bench: llama-cpp-python alone checks the logits
             try:
                 import gguf_export
                 gguf = gguf_export.export(folder, Path(tmp) / "model.gguf")
@@ -144,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         prompt = torch.randint(100, 1000, (args.depth,), generator=torch.Generator().manual_seed(1)).tolist()
         results = {"env": {**bvt.env(argparse.Namespace(device="cpu", threads=args.threads, dtype="float32",
                                                         prompt_len=args.depth, new=args.tg)),
-                           "cpu_model": cpu_model(), "layout": policy(ours.device), "llama_bench": exe},
+                           "cpu_model": cpuinfo_field("model name") or "unknown",
+                           "layout": policy(ours.device), "llama_bench": exe},
                    "shape": args.shape, "logits": {}, "decode": {}, "prefill": []}
         ids = torch.tensor([prompt])
         with torch.inference_mode():
@@ -168,21 +158,13 @@ def main(argv: list[str] | None = None) -> dict:
         bw = bvt.Bandwidth("cpu", args.bandwidth_gib)
         bw.sample()
         results["weight_bytes"] = weight_bytes
-        results.update(decode_runs(args, ours, theirs, exe, gguf, prompt, bw))
+        results.update(decode_runs(args, ours, theirs, exe, gguf, prompt, bw, weight_bytes))
         results["prefill"] = prefill_runs(args, ours, theirs, exe, gguf, pp)
-        results["bandwidth_gbs"] = round(bw.median, 2)
-        results["bandwidth_samples_gbs"] = [round(x, 1) for x in bw.samples]
-        results["floor_tokens_per_s"] = round(bw.median * 1e9 / weight_bytes, 2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp_out.write_text(json.dumps(results, indent=2) + "\n")
-        tmp_out.replace(args.out)
-        print(f"wrote {args.out}")
+        bvt.finish(results, bw, weight_bytes, args.out)
     return results
 
 
-def decode_runs(args, ours, theirs, exe, gguf, prompt, bw) -> dict:
+def decode_runs(args, ours, theirs, exe, gguf, prompt, bw, weight_bytes: int) -> dict:
     runners = {"attncli": lambda: bvt.decode_rate(lambda p, n, c: bvt.ours_generate(ours, p, n, c), prompt,
                                                   args.tg, True)[0],
                "transformers": lambda: bvt.decode_rate(lambda p, n, c: torch.no_grad()(bvt.hf_generate)(theirs, p, n, c),
@@ -207,7 +189,7 @@ def decode_runs(args, ours, theirs, exe, gguf, prompt, bw) -> dict:
             rates[name].append(runners[name]())
         bw.sample()
     med = {k: statistics.median(v) for k, v in rates.items()}
-    floor = bw.median * 1e9 / sum(p.numel() * p.element_size() for p in ours.parameters())
+    floor = bw.median * 1e9 / weight_bytes
     row = {"test": f"tg{args.tg}@d{args.depth}", **{f"{k}_tokens_per_s": round(v, 2) for k, v in med.items()},
            "floor_tokens_per_s": round(floor, 2),
            "share_of_floor": {k: round(v / floor, 3) for k, v in med.items()},

@@ -248,17 +248,26 @@ def main(argv: list[str] | None = None) -> dict:
         others = "".join(f" | {k} {med[k] * 1e3:8.1f} ({row['ratios'][k]:.2f}x)" for k in prefill_models if k != "attncli")
         print(f"prefill T={t:5d} attncli {row['attncli_ms']:8.1f} ms | transformers {row['transformers_ms']:8.1f} ms{others}"
               f" | speed ratio {row['ratio']:.2f}x")
-    # The floor over the whole run: the median of every bandwidth sample.
+    finish(results, bw, weight_bytes, args.out)
+    return results
+
+
+def finish(results: dict, bw: Bandwidth, weight_bytes: int, out: Path | None) -> None:
+    """The floor over the whole run (the median of every bandwidth sample) into ``results``,
+    then ``results`` written to ``out`` as JSON, never half-written."""
     results["bandwidth_gbs"] = round(bw.median, 2)
     results["bandwidth_samples_gbs"] = [round(x, 1) for x in bw.samples]
     results["floor_tokens_per_s"] = round(bw.median * 1e9 / weight_bytes, 2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(args.out)
-        print(f"wrote {args.out}")
-    return results
+    if out:
+        write_json(out, results)
+
+
+def write_json(out: Path, doc: dict) -> None:
+    from attncli.atomic import write_text_atomic
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(doc, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
 
 
 def env(args) -> dict:

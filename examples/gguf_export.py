@@ -107,17 +107,22 @@ def export(folder: Path, out: Path) -> Path:
     arch = ARCHS.get(cfg.get("model_type"))
     if arch is None:
         raise SystemExit(f"gguf_export: model_type {cfg.get('model_type')!r} is not one of {', '.join(ARCHS)}")
+    from attncli.atomic import write_atomic
+
     tensors = read_tensors(folder)
-    w = gguf.GGUFWriter(str(out) + ".tmp", arch)
-    add_metadata(w, cfg)
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
-    for name, value in (gpt2_tensors if arch == "gpt2" else llama_tensors)(cfg, tensors):
-        w.add_tensor(name, np.ascontiguousarray(value, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    Path(str(out) + ".tmp").replace(out)
+
+    def write(tmp: str) -> None:
+        w = gguf.GGUFWriter(tmp, arch)
+        add_metadata(w, cfg)
+        w.add_file_type(gguf.LlamaFileType.ALL_F32)
+        for name, value in (gpt2_tensors if arch == "gpt2" else llama_tensors)(cfg, tensors):
+            w.add_tensor(name, np.ascontiguousarray(value, dtype=np.float32))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+
+    write_atomic(Path(out), write)
     return out
 
 

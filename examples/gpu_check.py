@@ -20,6 +20,8 @@ Writes profiles/results/<device>-gpu-check.json (and <device>-quadratic.json), t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import re
 import sys
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples"))
 
+import bench_vs_transformers as bvt  # noqa: E402  (a sibling script: shapes, runners, the JSON writer)
 import torch  # noqa: E402
 
 FAMILIES = {  # tiny random checkpoints, built here (model_type, config overrides)
@@ -53,6 +56,11 @@ def save_tiny(name: str, folder: Path) -> Path:
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **cfg)).save_pretrained(folder / name)
     return folder / name
+
+
+def tiny(name: str, folder: Path) -> Path:
+    """The tiny checkpoint of ``name`` in ``folder``, saved by an earlier section or now."""
+    return folder / name if (folder / name).exists() else save_tiny(name, folder)
 
 
 def greedy_ours(folder, device, dtype, prompts, new, compile=False):
@@ -103,7 +111,7 @@ def sec_parity(args, tmp):
 def sec_compile(args, tmp):
     from torch._dynamo.utils import counters
 
-    folder = tmp / "llama" if (tmp / "llama").exists() else save_tiny("llama", tmp)
+    folder = tiny("llama", tmp)
     prompts = [[5, 17, 42, 9, 77, 31], [7, 8, 9]]
     dt = "float32" if args.quick else "bfloat16"
     eager = greedy_ours(folder, args.device, dt, prompts, args.new)
@@ -121,7 +129,7 @@ def sec_kernels(args, tmp):
     from attncli.checkpoint.load import load_model
     from attncli.model.cache import KVCache
 
-    folder = tmp / "llama" if (tmp / "llama").exists() else save_tiny("llama", tmp)
+    folder = tiny("llama", tmp)
     dt = "float32" if args.quick else "bfloat16"
     model = load_model(folder, device=args.device, dtype=dt).model
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
@@ -151,16 +159,11 @@ def sec_check(args, tmp):
     from attncli.cli import main as cli
 
     dt = "float32" if args.quick else "bfloat16"
-    out = tmp / "check.json"
-    import contextlib
-    import io
-
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = cli(["inspect-mask", "The cat", "Once upon a time there", "--check", "--device", args.device,
                     "--dtype", dt, "--json"])
     text = buf.getvalue()
-    out.write_text(text)
     docs = json.loads(text) if code == 0 else []
     # the dtype audit shows other methods' NaN rows on purpose; attncli's own must be clean
     ours = [r for d in docs for r in d.get("dtype_audit", []) if r.get("attncli")]
@@ -171,8 +174,6 @@ def sec_check(args, tmp):
 
 
 def sec_decode(args, tmp):
-    import bench_vs_transformers as bvt
-
     shape = "tiny-llama" if args.quick else "llama-3.2-1b"
     dt = "float32" if args.quick else "bfloat16"
     res = bvt.main(["--shape", shape, "--device", "cpu" if args.quick else "cuda", "--dtype", dt, "--compile",
@@ -201,7 +202,6 @@ def sec_profile(args, tmp, out_json: Path):
 
 
 def sec_load(args, tmp):
-    import bench_vs_transformers as bvt
     from safetensors.torch import load_file
 
     from attncli.checkpoint.load import load_model
@@ -258,16 +258,12 @@ def main(argv: list[str] | None = None) -> dict:
             got["seconds"] = round(time.perf_counter() - started, 1)
             results["sections"][sec] = got
             print(f"[{sec}] {'ok' if got['ok'] else 'FAILED'} in {got['seconds']} s", flush=True)
-    out = args.out_dir / f"{slug}-gpu-check.json"
-    tmp_out = out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    tmp_out.replace(out)
     print(f"\n{'section':9s} {'result':7s} {'s':>6s}  detail")
     for sec, got in results["sections"].items():
         detail = got.get("error") or ", ".join(f"{k}={v}" for k, v in got.items()
                                                if k not in ("ok", "seconds", "rows", "kernels", "fits", "where"))
         print(f"{sec:9s} {'ok' if got['ok'] else 'FAILED':7s} {got['seconds']:6.1f}  {detail[:200]}")
-    print(f"wrote {out}")
+    bvt.write_json(args.out_dir / f"{slug}-gpu-check.json", results)
     return results
 
 

@@ -64,15 +64,20 @@ def policy(device: torch.device, requested: str | None = None, dtype: torch.dtyp
 def cpu_vendor() -> str:
     """"intel", "amd" or "other", from /proc/cpuinfo (Linux); "other" where it cannot be read.
     MKL's fast matrix-vector code is Intel-only, which decides the CPU policy."""
+    return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(cpuinfo_field("vendor_id"), "other")
+
+
+def cpuinfo_field(name: str) -> str | None:
+    """The first value of ``name`` in /proc/cpuinfo (Linux), or None where there is none."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
-                    vendor = line.split(":", 1)[1].strip()
-                    return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor, "other")
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return "other"
+    return None
 
 
 def transposed_names(model: nn.Module, device: torch.device, requested: str | None = None) -> set[str]:
