@@ -10,6 +10,9 @@ import torch
 # Tiny models gain nothing from threads, and 2 threads on a 2-core machine that is busy
 # elsewhere turn a microsecond product into milliseconds of waiting.
 torch.set_num_threads(1)
+# one process compiles decode_step for dozens of tiny models here (dynamo counts graphs per
+# code object, all models together); a user's run compiles one or a profile's few
+torch._dynamo.config.recompile_limit = 64
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 

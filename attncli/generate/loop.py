@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 import torch
 
 from attncli.errors import BadInputError
-from attncli.generate.compiled import COMPILE_BUCKET, compiled_step
+from attncli.generate.compiled import bucket, compiled_step
 from attncli.generate.sampling import Sampling, sample
 from attncli.memory import PeakMemory, synchronize
 from attncli.model.cache import KVCache
@@ -155,7 +155,7 @@ class Generation:
         need = prompt_len + self.max_new_tokens
         if not (self.compile or self.backend == "flex"):  # flex too compiles for the cache's shape
             return need
-        rounded = -(-need // COMPILE_BUCKET) * COMPILE_BUCKET
+        rounded = bucket(need)
         limit = self.model.cfg.max_position_embeddings
         return max(need, min(rounded, limit)) if limit else rounded
 
@@ -170,7 +170,9 @@ class Generation:
         batch, prompt_len = ids.shape
         try:
             with torch.inference_mode(), self._mem:
-                if self.use_cache:
+                if self.compile:  # the compiled step's own cache: static addresses, reused
+                    self.cache = compiled_step(self.model).cache_for(batch, self._cache_len(prompt_len))
+                elif self.use_cache:
                     self.cache = KVCache(self.model.cfg, batch=batch, max_len=self._cache_len(prompt_len),
                                          dtype=self.model.dtype, device=device)
                 if self.compile:

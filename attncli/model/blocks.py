@@ -45,7 +45,7 @@ class Attention(nn.Module):
 
     def forward(
         self,
-        x: Tensor,  # (B, T, C)
+        x: Tensor,  # (B, T, C), or (B, C) for one token (the compiled decode step)
         rope: tuple[Tensor, Tensor] | None,
         lm: LayerMask,
         cache: KVCache | None,
@@ -53,7 +53,7 @@ class Attention(nn.Module):
         backend: str,
         probe: bool,
     ) -> tuple[Tensor, AttnProbe | None]:
-        b, t, _ = x.shape
+        b, t = (x.shape[0], x.shape[1]) if x.dim() == 3 else (x.shape[0], 1)
         qkv = self.qkv(x)  # (B, T, (H + 2 Hkv) D)
         if self.qk_proj_norm:
             q, k, v = qkv.split([self.h * self.d, self.hkv * self.d, self.hkv * self.d], dim=-1)
@@ -74,7 +74,7 @@ class Attention(nn.Module):
                 out, kept = self._attend(q, k, v, lm, backend, probe)
         else:
             out, kept = self._attend(q, k, v, lm, backend, probe)
-        out = out.transpose(1, 2).reshape(b, t, self.h * self.d)  # (B, T, H*D)
+        out = out.transpose(1, 2).reshape(*x.shape[:-1], self.h * self.d)  # (B, T, H*D) or (B, H*D)
         return self.o(out), kept
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, backend: str,

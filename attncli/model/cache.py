@@ -73,3 +73,16 @@ class KVCache:
 
     def commit(self, t: int) -> None:
         self.length += t
+
+    def reset(self) -> None:
+        """Empty, for a new sequence of the same shape. Old keys and values stay in the
+        slots: every slot at or after ``length`` is masked as a future one until written."""
+        with torch.inference_mode():  # a cache made under inference mode is written under it only
+            self.valid.fill_(True)
+        self.has_padding = False
+        self.length = 0
+
+    @property
+    def tensors(self) -> list[Tensor]:
+        """Every tensor a step reads or writes in place: K and V per layer, the valid slots."""
+        return [*self.k, *self.v, self.valid]

@@ -129,17 +129,32 @@ def _step_fn(model: Transformer, mode: str, cache: bool | None, attn: str, batch
     g = torch.Generator().manual_seed(t)
     ids = torch.randint(0, model.cfg.vocab_size, (batch, t), generator=g).to(device)  # (B, T)
     if mode == "decode" and cache:
-        kv = KVCache(model.cfg, batch=batch, max_len=t, dtype=model.dtype, device=device)
+        if compiled:  # the step's own cache, in COMPILE_BUCKET steps: one graph per bucket, not per T
+            from attncli.generate.compiled import bucket, compiled_step
+
+            step_c = compiled_step(model)
+            kv = step_c.cache_for(batch, bucket(t))
+        else:
+            kv = KVCache(model.cfg, batch=batch, max_len=t, dtype=model.dtype, device=device)
         if t > 1:
             model(ids[:, :-1], cache=kv, backend=attn, last_only=True)
         depth = t - 1
         last = ids[:, -1:]  # (B, 1)
         if compiled:
-            from attncli.generate.loop import compiled_step
+            pos = torch.full((batch, 1), depth, device=device)
+            # the strides warm() compiled for: a slice's (T, 1) would recompile (and .contiguous()
+            # keeps them: a (B, 1) view counts as contiguous whatever its strides)
+            last = torch.empty((batch, 1), dtype=ids.dtype, device=device).copy_(last)
+            warmed = False
 
-            fn = compiled_step(model).fn
-            pos, slot = torch.full((batch, 1), depth, device=device), torch.tensor([depth], device=device)
-            return lambda: fn(last, pos, slot, kv, attn)  # static shapes: rewrites slot T-1 each call
+            def compiled_fn():
+                nonlocal warmed
+                if not warmed:  # compiles (or finds the bucket's graph), loudly past the limit
+                    step_c.warm(kv, attn, calls=1)
+                    warmed = True
+                return step_c.replay(last, pos, depth, kv, attn)  # rewrites slot T-1 each call
+
+            return compiled_fn
 
         def step():
             kv.length = depth  # the same step again: it overwrites slot T-1
@@ -255,6 +270,11 @@ def warm_up(model: Transformer, spec: SweepSpec) -> None:
 def run_sweep(model: Transformer, spec: SweepSpec) -> Iterator[Row]:
     """Yield one Row per point; a series that ran out of memory stops growing."""
     check_spec(spec, model)
+    if spec.compile:  # one compiled graph per cache bucket and backend
+        from attncli.generate.compiled import allow_graphs, bucket
+
+        allow_graphs(len({(bucket(t), attn) for mode, cache, attn, t in spec.points() if mode == "decode" and cache})
+                     + 2)
     stopped: set[tuple] = set()
     for mode, cache, attn, t in spec.points():
         key = (mode, cache, attn, spec.batch)

@@ -102,3 +102,75 @@ def test_compiled_steps_reuse_one_slot_tensor(loaded):
     step.fn = real
     assert len(seen) == 4 and len({s for s, _ in seen}) == 1
     assert [v for _, v in seen] == [3, 4, 5, 6]  # the prompt fills slots 0-2
+
+
+def _mutated_placeholders(fn, *args):
+    """Names of the step's inputs it writes in place, each with its static-input mark, from
+    the graph dynamo hands a backend (what inductor's CUDA graphs judge it by)."""
+    import torch
+
+    found = {}
+
+    def backend(gm, example_inputs):
+        marks = {n.name: n.meta.get("tensor_dict", {}).get("_dynamo_static_input_type")
+                 for n in gm.graph.nodes if n.op == "placeholder"}
+        for n in gm.graph.nodes:
+            if n.op == "call_method" and str(n.target).endswith("_") and n.args and n.args[0].name in marks:
+                found[n.args[0].name] = marks[n.args[0].name]
+        return gm
+
+    with torch.inference_mode():
+        torch.compile(fn, backend=backend, dynamic=False)(*args)
+    return found
+
+
+def test_compiled_step_mutates_static_inputs_only(loaded):
+    """CUDA graphs skip a step that writes an input they neither own nor know to be static
+    (inductor's 'mutated inputs' skip, under which --compile keeps every launch): the KV
+    tensors the step writes are the compiled step's own cache, marked static."""
+    import torch
+
+    from attncli.generate.compiled import compiled_step
+    from attncli.model.cache import KVCache
+
+    lm, _ = loaded("llama")
+    cache = compiled_step(lm.model).cache_for(1, 16)
+    args = (torch.tensor([[5]]), torch.tensor([[3]]), torch.tensor([3]), cache, "sdpa")
+    marks = _mutated_placeholders(lm.model.decode_step, *args)
+    assert len(marks) == 2 * lm.config.num_layers  # K and V of every layer
+    assert all(m is not None for m in marks.values()), marks
+    plain = KVCache(lm.config, batch=1, max_len=16, dtype=torch.float32, device="cpu")
+    unmarked = _mutated_placeholders(lm.model.decode_step, *args[:3], plain, "sdpa")
+    assert unmarked and all(m is None for m in unmarked.values())  # the check can fail
+
+
+def test_generations_reuse_the_compiled_steps_cache(loaded):
+    """One cache per compiled step, emptied for each generation of the same shape (same
+    addresses: a CUDA graph replays instead of re-recording), replaced for a new shape."""
+    lm, _ = loaded("llama")
+    first = generate(lm.model, [[5, 17, 42]], max_new_tokens=4, compile=True)
+    want = tokens(lm.model, [[5, 17, 42]], max_new_tokens=4)[0]
+    assert [r.tokens for r in (list(first) and first.rows)] == want
+    second = generate(lm.model, [[9, 8]], max_new_tokens=3, compile=True)
+    list(second)
+    assert second.cache is first.cache and second.cache.length == 2 + 2
+    assert [r.tokens for r in second.rows] == tokens(lm.model, [[9, 8]], max_new_tokens=3)[0]
+    wider = generate(lm.model, PROMPTS, max_new_tokens=3, compile=True)
+    list(wider)
+    assert wider.cache is not first.cache and lm.model._compiled_step._cache is wider.cache
+
+
+def test_past_the_recompile_limit_the_step_fails_loudly(loaded):
+    """Past dynamo's limit a compiled function silently runs eager; the step refuses instead."""
+    import torch
+
+    from attncli.errors import AttncliError
+    from attncli.generate.compiled import CompiledStep
+
+    lm, _ = loaded("llama")
+    step = CompiledStep(lm.model)
+    # (the limit counts every model's graphs of decode_step in the process: the first may hit it)
+    with torch._dynamo.config.patch(recompile_limit=1), torch.inference_mode(), \
+            pytest.raises(AttncliError, match="compiled for 1 shapes already"):
+        step.warm(step.cache_for(1, 16), "sdpa", calls=1)
+        step.warm(step.cache_for(1, 32), "sdpa", calls=1)

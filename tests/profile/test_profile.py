@@ -242,3 +242,22 @@ def test_flex_rows_carry_block_skipping_and_compile_time(capfd, tmp_path):
     rows = {(r["attn"], r["seq_len"]): r for r in json.loads(out.read_text())["rows"]}
     assert rows[("flex", 512)]["block_skipped_fraction"] == pytest.approx(1 - 7 / 16)  # 16 blocks, 7 computed
     assert rows[("flex", 256)]["compile_s"] > 0 and rows[("sdpa", 256)]["compile_s"] is None
+
+
+def test_compiled_rows_share_one_graph_per_bucket_and_match_eager(loaded):
+    """profile --compile: the cache is sized in COMPILE_BUCKET steps, so every T in a bucket
+    reuses one graph (not a compile per T, which past dynamo's limit ran eager unnoticed),
+    and the compiled step computes what the eager one does."""
+    from torch._dynamo.utils import counters
+
+    lm, _ = loaded("qwen3")
+    with torch.inference_mode():
+        for t in (5, 12):
+            want = prof._step_fn(lm.model, "decode", True, "sdpa", 1, t, lm.model.device)().logits[:, -1]
+            got = prof._step_fn(lm.model, "decode", True, "sdpa", 1, t, lm.model.device, True)()
+            torch.testing.assert_close(got, want)
+    before = counters["stats"]["unique_graphs"]
+    rows = list(run_sweep(lm.model, SweepSpec(seq_lens=[3, 9, 17, 33], modes=("decode",), caches=(True,),
+                                              repeats=2, warmup=0, compile=True)))
+    assert all(r.status == "ok" and r.latency_ms > 0 for r in rows)
+    assert counters["stats"]["unique_graphs"] == before  # the bucket's graph, compiled above
