@@ -100,6 +100,17 @@ class PeakMemory:
             self._kernel_peak = reset_peak_rss()
             self._max = self._proc.memory_info().rss
 
+    def rebase(self, held_bytes: int) -> None:
+        """On the CPU, count from here as if only ``held_bytes`` had been allocated since entry
+        (a row's KV cache): a compiler's code and caches stay resident in the process but
+        are no part of the row's work (they were a compiled row's first ~70-100 MiB). On a
+        GPU, restart(): the compiler's leftovers are host memory there, and a CUDA graph's
+        pool is the step's own memory."""
+        self.restart()
+        if self.device.type != "cuda":
+            self._base = self._proc.memory_info().rss - held_bytes
+            self._max = self._base + held_bytes
+
     def read(self) -> int:
         """The peak so far (callable inside the block, e.g. for partial stats)."""
         if self.device.type == "cuda":

@@ -10,6 +10,7 @@ import torch
 
 from attncli.errors import AttncliError
 from attncli.memory import synchronize
+from attncli.model.attention.kernels import sdpa_kernel
 from attncli.model.cache import KVCache
 from attncli.model.transformer import Transformer
 
@@ -40,6 +41,11 @@ class CompiledStep:
         self.slot = torch.zeros(1, dtype=torch.long, device=model.device)
         torch._dynamo.mark_static_address(self.slot)
         self._cache: KVCache | None = None
+
+    @property
+    def cache(self) -> KVCache | None:
+        """The cache the step last ran on (cache_for's)."""
+        return self._cache
 
     def cache_for(self, batch: int, max_len: int) -> KVCache:
         """The KV cache the compiled step runs on, owned here and reused (emptied) by every
@@ -93,6 +99,19 @@ class CompiledStep:
                     "run fewer shapes in one process, or drop --compile") from None
         synchronize(device)
         return time.perf_counter() - t
+
+    def kernel(self, cache: KVCache, backend: str) -> str:
+        """The attention kernel the compiled step runs: on the CPU inductor's own fused loops
+        (blocks.Attention._attend); on CUDA SDPA's choice for one query over every slot
+        through a mask (so not flash), or inductor's kernels for the eager math."""
+        if self.model.device.type == "cpu" or backend == "eager":
+            return "inductor"
+        cfg = self.model.cfg
+        q = torch.empty(cache.batch, cfg.num_heads, 1, cfg.head_dim, dtype=self.model.dtype, device=self.model.device)
+        k = cache.k[0]  # (B, Hkv, S_max, D)
+        mask = torch.ones(cache.batch, 1, 1, cache.max_len, dtype=torch.bool, device=self.model.device)
+        return sdpa_kernel(q, k, cache.v[0], mask, False, self.model.layers[0].attn.scale,
+                           cfg.num_heads != cfg.num_kv_heads)
 
     def replay(self, ids: Tensor, positions: Tensor, slot: int, cache: KVCache, backend: str) -> Tensor:
         """The step at cache slot ``slot`` again, guards skipped (profile: warm() first)."""

@@ -11,6 +11,7 @@ the cache exists to avoid, kept on purpose so the two can be compared.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -20,6 +21,7 @@ from attncli.errors import BadInputError
 from attncli.generate.compiled import bucket, compiled_step
 from attncli.generate.sampling import Sampling, sample
 from attncli.memory import PeakMemory, synchronize
+from attncli.model.attention.kernels import recording
 from attncli.model.cache import KVCache
 from attncli.model.transformer import Transformer
 
@@ -53,6 +55,7 @@ class GenerationStats:
     seed: int | None
     interrupted: bool = False
     compile_s: float | None = None  # --compile's decode step or flex's kernels, compiled before the clock started
+    attn_kernels: dict[str, str] | None = None  # the attention kernel that ran: {"prefill": ..., "decode": ...}
 
     def row_tokens_per_s(self, row: Row) -> float | None:
         if self.ttft_s is None or row.done_s is None or len(row.tokens) < 2:
@@ -146,6 +149,7 @@ class Generation:
         self._seed: int | None = None
         self._interrupted = False
         self._mem = PeakMemory(model.device)
+        self._kernels: dict[str, str] = {}
 
     def _cache_len(self, prompt_len: int) -> int:
         """Slots for prompt + new tokens. A compiled step is specialised to the cache's
@@ -178,13 +182,16 @@ class Generation:
                 if self.compile:
                     self.cache.has_padding = mask is not None  # as the prefill will leave it
                     self._compile_s = compiled_step(self.model).warm(self.cache, self.backend)
+                    self._kernels["decode"] = compiled_step(self.model).kernel(self.cache, self.backend)
                 if self.backend == "flex":
                     self._compile_s = self._warm_flex(ids, mask)
                 row_pos = (mask.sum(-1, keepdim=True) if mask is not None
                            else torch.full((batch, 1), prompt_len, device=device))  # (B, 1) next positions
                 synchronize(device)
                 self._t0 = time.perf_counter()
-                logits = self._forward(ids, mask)  # (B, V)
+                with recording(self.model.kernels) as log:  # a per-layer name lookup, not a sync
+                    logits = self._forward(ids, mask)  # (B, V)
+                self._kernels["prefill"] = log.name
                 for index in range(self.max_new_tokens):
                     next_ids = sample(logits, self.sampling, generator)  # (B,)
                     tokens = next_ids.tolist()  # waits for the device: the token exists now
@@ -198,12 +205,16 @@ class Generation:
                     if self.compile:
                         logits = compiled_step(self.model).step(next_ids[:, None], row_pos, self.cache, self.backend)
                         row_pos = row_pos + 1
-                    elif self.use_cache:
-                        logits = self._forward(next_ids[:, None], step_mask)
-                    else:
-                        ids = torch.cat([ids, next_ids[:, None]], dim=1)
-                        mask = None if mask is None else torch.cat([mask, step_mask], dim=1)
-                        logits = self._forward(ids, mask)
+                        continue
+                    with recording(self.model.kernels) if index == 0 else nullcontext() as log:
+                        if self.use_cache:
+                            logits = self._forward(next_ids[:, None], step_mask)
+                        else:
+                            ids = torch.cat([ids, next_ids[:, None]], dim=1)
+                            mask = None if mask is None else torch.cat([mask, step_mask], dim=1)
+                            logits = self._forward(ids, mask)
+                    if index == 0:
+                        self._kernels["decode"] = log.name
         except KeyboardInterrupt:
             self._interrupted = True
             raise
@@ -268,6 +279,7 @@ class Generation:
             seed=self._seed,
             interrupted=self._interrupted,
             compile_s=self._compile_s,
+            attn_kernels=dict(self._kernels) or None,
         )
 
 

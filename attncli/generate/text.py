@@ -92,6 +92,7 @@ class TextModel:
                 "new_tokens": len(row.tokens),
                 "total_s": row.done_s,
                 "kv_cache_bytes": stats.kv_cache_bytes,
+                "attn_kernels": stats.attn_kernels,
             },
         }
 

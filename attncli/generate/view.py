@@ -67,6 +67,17 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
+def kernels_label(kernels: dict[str, str | None] | None, attn: str) -> str:
+    """"sdpa/flash" when prefill and decode ran one kernel, else "prefill sdpa/flash, decode
+    sdpa/efficient"; the backend's name when nothing was recorded."""
+    named = {phase: k for phase, k in (kernels or {}).items() if k}
+    if not named:
+        return attn
+    if len(set(named.values())) == 1:
+        return next(iter(named.values()))
+    return ", ".join(f"{phase} {k}" for phase, k in named.items())
+
+
 def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype) -> None:
     """One stats line on stderr (stdout stays clean for the text or JSON)."""
     rate = "-" if stats.tokens_per_s is None else f"{stats.tokens_per_s:.1f} tok/s"
@@ -78,7 +89,8 @@ def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype
         f"total {_ms(stats.total_s)}",
         f"KV cache {human_bytes(stats.kv_cache_bytes)}" if cache else "no cache",
         f"peak mem +{human_bytes(stats.peak_memory_bytes)}",
-        f"{attn}, {device}, {str(dtype).replace('torch.', '')}" + (f", threads {_threads()}" if str(device) == "cpu" else ""),
+        f"{kernels_label(stats.attn_kernels, attn)}, {device}, {str(dtype).replace('torch.', '')}"
+        + (f", threads {_threads()}" if str(device) == "cpu" else ""),
     ]
     if stats.seed is not None:
         parts.append(f"seed {stats.seed}")

@@ -13,6 +13,7 @@ from torch import nn
 
 from attncli.model.attention import AttnProbe, LayerMask, eager_attention, sdpa_attention
 from attncli.model.attention.flex import FlexRunner
+from attncli.model.attention.kernels import KernelLog, sdpa_kernel
 from attncli.model.cache import KVCache
 from attncli.model.config import ModelConfig
 from attncli.model.layers import RMSNorm, activation, make_norm
@@ -41,6 +42,7 @@ class Attention(nn.Module):
         self.layer = layer
         self.kind = "full"
         self.flex: FlexRunner | None = None  # the model's, set by Transformer
+        self.kernels: KernelLog | None = None  # the model's, set by Transformer
         self.clock = None  # profile --breakdown: times the attention kernel alone (attncli.profile.breakdown)
 
     def forward(
@@ -80,6 +82,8 @@ class Attention(nn.Module):
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, backend: str,
                 probe: bool) -> tuple[Tensor, AttnProbe | None]:
         """softmax(q k^T) v by the backend asked for: q (B, H, T, D), k/v (B, Hkv, S, D)."""
+        if self.kernels is not None and self.kernels.active:
+            self.kernels.add(self._kernel(q, k, v, lm, backend, probe))
         if backend == "flex" and not probe:
             out, kept = self.flex.attend(q, k, v, lm, self.kind, scale=self.scale, softcap=self.softcap), None
         # SDPA cannot soft-cap scores: capped layers run the eager math under sdpa,
@@ -87,11 +91,23 @@ class Attention(nn.Module):
         # compiled CPU decode step too: there the explicit mask over every slot sends SDPA to
         # its masked kernel (~100 us a call at the SmolLM2-135M shape), while inductor fuses
         # the eager math into the step's own loops (the step: 33.4 -> 29.6 ms).
-        elif backend == "eager" or probe or self.softcap is not None or (q.device.type == "cpu" and _compiling()):
+        elif self._eager_math(q, backend, probe):
             out, kept = eager_attention(q, k, v, lm, scale=self.scale, probe=probe, softcap=self.softcap)
         else:
             out, kept = sdpa_attention(q, k, v, lm, scale=self.scale), None
         return out, kept
+
+    def _eager_math(self, q: Tensor, backend: str, probe: bool) -> bool:
+        return backend == "eager" or probe or self.softcap is not None or (q.device.type == "cpu" and _compiling())
+
+    def _kernel(self, q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, backend: str, probe: bool) -> str:
+        """The name of the kernel _attend is about to run (attncli.model.attention.kernels)."""
+        if backend == "flex" and not probe:
+            return "flex"
+        if self._eager_math(q, backend, probe):
+            return "eager"
+        kr, vr = (k[:, :, lm.kv_start :], v[:, :, lm.kv_start :]) if lm.kv_start else (k, v)
+        return sdpa_kernel(q, kr, vr, lm.mask, lm.is_causal, self.scale, self.h != self.hkv)
 
 
 class MLP(nn.Module):

@@ -21,6 +21,7 @@ from attncli.errors import BadInputError
 from attncli.model.attention import AttnProbe, LayerMask, check_backend, layer_mask, static_layer_mask
 from attncli.model.attention.masks import slot_positions
 from attncli.model.attention.flex import FlexRunner
+from attncli.model.attention.kernels import KernelLog
 from attncli.model.blocks import Block
 from attncli.model.cache import KVCache
 from attncli.model.config import ModelConfig
@@ -50,9 +51,11 @@ class Transformer(nn.Module):
         # The distinct masks the layers apply, by layer kind: its window and chunk size.
         self.mask_kinds: dict[str, tuple[int | None, int | None]] = {}
         self.flex = FlexRunner()  # compiled FlexAttention and its block masks, for --attn flex
+        self.kernels = KernelLog()  # which attention kernels ran, while recording (attention.kernels)
         for block in self.layers:
             self.mask_kinds.setdefault(block.kind, (block.window, block.chunk))
             block.attn.flex = self.flex
+            block.attn.kernels = self.kernels
         self.norm = make_norm(cfg, cfg.hidden_size)
         self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.rope_kinds = sorted({block.rope for block in self.layers if block.rope is not None})

@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -27,6 +28,7 @@ import psutil
 import torch
 
 from attncli.memory import PeakMemory, is_oom, synchronize
+from attncli.model.attention.kernels import recording
 from attncli.model.cache import KVCache
 from attncli.model.transformer import Transformer
 from attncli.profile.breakdown import timing_attention
@@ -57,6 +59,7 @@ class Row:
     gb_per_s: float | None = None  # weights + KV read once, over the latency
     compile_s: float | None = None  # first warm-up call of a compiled step: compile time, not in the latency
     block_skipped_fraction: float | None = None  # flex rows over T x T: the share of the scores never computed
+    kernel: str | None = None  # the attention kernel the row ran: sdpa/flash, sdpa/efficient, eager, flex, inductor
     attn_ms: float | None = None  # --breakdown: the attention kernels' part of the latency (median)
     other_ms: float | None = None  # --breakdown: the rest (projections, MLP, norms, head)
     timings_ms: list[float] = field(default_factory=list)
@@ -198,15 +201,28 @@ def measure(
                 row.compile_s = model.flex.compile_s - flex_before
             # the row's own work from here: the cache it holds counts; the fill's activations
             # and a compiler's working memory do not
-            mem.restart()
-            for _ in range(warmup):
-                fn()
+            if compiled:
+                from attncli.generate.compiled import compiled_step
+
+                step_c = compiled_step(model)
+                mem.rebase(step_c.cache.nbytes)  # what the compile left resident is not the row's
+                row.kernel = step_c.kernel(step_c.cache, attn)
+            else:
+                mem.restart()
+            for i in range(warmup):
+                with recording(model.kernels) if i == 0 else nullcontext() as log:
+                    fn()
+                row.kernel = row.kernel or log.name
             times, attn_times = [], []
-            for _ in range(repeats):
+            for i in range(repeats):
                 if breakdown and not compiled:  # a compiled step has no layer boundaries to time
                     with timing_attention(model) as clock:
                         times.append(timer(fn))
                     attn_times.append(clock.total)
+                elif row.kernel is None and i == 0:  # no warm-up: the first timed call names it
+                    with recording(model.kernels) as log:
+                        times.append(timer(fn))
+                    row.kernel = log.name
                 else:
                     times.append(timer(fn))
             del fn

@@ -20,7 +20,7 @@ def _num(v: float | None, fmt: str) -> str:
 
 _MODE_COLS = [Col("series", "left"), Col("T"), Col("latency ms (min-max)"), Col("tok/s", drop=2), Col("peak mem"),
               Col("KV", drop=4), Col("scores/layer", drop=5), Col("GFLOP", drop=6), Col("attn %", drop=3),
-              Col("GFLOP/s", drop=7), Col("GB/s", drop=8), Col("status", "left", drop=1)]
+              Col("GFLOP/s", drop=7), Col("GB/s", drop=8), Col("kernel", "left", drop=9), Col("status", "left", drop=1)]
 
 
 def mode_tables(rows: list[dict[str, Any]], *, width: int | None = None) -> list[Table]:
@@ -35,7 +35,7 @@ def mode_tables(rows: list[dict[str, Any]], *, width: int | None = None) -> list
         cells = []
         for r in sel:
             if r["status"] != "ok":
-                cells.append([series_label(series_key(r)), str(r["seq_len"]), *["-"] * (11 if split else 9),
+                cells.append([series_label(series_key(r)), str(r["seq_len"]), *["-"] * (12 if split else 10),
                               f"[red]{r['status']}[/]" + (f" ({r['note']})" if r.get("note") else "")])
                 continue
             spread = f"{r['latency_ms']:.2f} ({r['latency_min_ms']:.2f}-{r['latency_max_ms']:.2f})"
@@ -46,7 +46,7 @@ def mode_tables(rows: list[dict[str, Any]], *, width: int | None = None) -> list
                           human_bytes(r["kv_cache_bytes"]) if r["kv_cache_bytes"] else "-",
                           human_bytes(r["score_bytes"]) if r["score_bytes"] else "-",
                           _num(r["flops"] / 1e9, ",.2f"), _num(share, ".0f"), _num(r["gflops_per_s"], ",.1f"),
-                          _num(r["gb_per_s"], ",.1f"), "ok"])
+                          _num(r["gb_per_s"], ",.1f"), r.get("kernel") or "-", "ok"])
         tables.append(fitted_table(cols, cells, title=f"{mode}: {what}", width=width))
     return tables
 

@@ -174,3 +174,10 @@ def test_past_the_recompile_limit_the_step_fails_loudly(loaded):
             pytest.raises(AttncliError, match="compiled for 1 shapes already"):
         step.warm(step.cache_for(1, 16), "sdpa", calls=1)
         step.warm(step.cache_for(1, 32), "sdpa", calls=1)
+
+
+def test_compiled_decode_names_its_kernel(loaded):
+    lm, _ = loaded("llama")
+    gen = generate(lm.model, [[5, 17, 42]], max_new_tokens=3, compile=True)
+    list(gen)
+    assert gen.stats.attn_kernels == {"decode": "inductor", "prefill": "sdpa/flash"}

@@ -160,3 +160,32 @@ def test_prompt_ids_outside_the_vocabulary_are_refused(loaded):
         generate(lm.model, [[1, 2], [3, v]], max_new_tokens=2)
     with pytest.raises(BadInputError, match="token id -1 in the prompt"):
         generate(lm.model, [[-1, 2]], max_new_tokens=2)
+
+
+@pytest.mark.parametrize("backend, padded, want", [
+    ("sdpa", False, {"prefill": "sdpa/flash", "decode": "sdpa/flash"}),  # torch's CPU choice for both
+    ("sdpa", True, {"prefill": "sdpa/flash", "decode": "sdpa/flash"}),
+    ("eager", False, {"prefill": "eager", "decode": "eager"}),
+])
+def test_stats_name_the_attention_kernel_that_ran(loaded, backend, padded, want):
+    lm, _ = loaded("llama")
+    prompts = [[5, 17, 42], [7]] if padded else [[5, 17, 42]]
+    gen = generate(lm.model, prompts, max_new_tokens=3, backend=backend)
+    list(gen)
+    assert gen.stats.attn_kernels == want
+    assert not lm.model.kernels.active  # recording stops with the call
+
+
+def test_kernel_names_follow_sdpas_own_choice(loaded, monkeypatch):
+    """The name is SDPA's per-call choice, asked of torch, not assumed from the backend."""
+    import torch
+
+    lm, _ = loaded("gemma2")  # soft-capped scores: sdpa runs the eager math there
+    gen = generate(lm.model, [[5, 17, 42]], max_new_tokens=2)
+    list(gen)
+    assert gen.stats.attn_kernels == {"prefill": "eager", "decode": "eager"}
+    lm, _ = loaded("llama")
+    monkeypatch.setattr(torch, "_fused_sdp_choice", lambda *a, **k: 2)
+    gen = generate(lm.model, [[5, 17, 42]], max_new_tokens=2)
+    list(gen)
+    assert gen.stats.attn_kernels == {"prefill": "sdpa/efficient", "decode": "sdpa/efficient"}

@@ -71,9 +71,10 @@ def test_layer_mask_equals_loop_reference(t, extra, window, pad, use_pad):
         valid = torch.tensor([[j >= min(p, s - 1) for j in range(s)] for p in pad])
     b = 1 if valid is None else len(pad)
     lm = layer_mask(window=window, batch=b, q_len=t, q_offset=extra, kv_len=s, kv_valid=valid, device="cpu")
-    got = explicit(lm, t, s, "cpu")[:, 0]
+    got = explicit(lm, t, s - lm.kv_start, "cpu")[:, 0]
     want = reference(t, s, extra, window, None if valid is None else valid.tolist())
-    assert torch.equal(got.expand_as(want), want)
+    assert not want[..., : lm.kv_start].any()  # the keys a windowed call skips are seen by no query
+    assert torch.equal(got.expand_as(want[..., lm.kv_start :]), want[..., lm.kv_start :])
 
 
 def test_is_causal_only_when_truly_valid():
@@ -84,7 +85,10 @@ def test_is_causal_only_when_truly_valid():
     decode = layer_mask(window=None, q_len=1, q_offset=3, kv_len=4, kv_valid=None, **kw)
     assert decode.mask is None and not decode.is_causal  # the last slot sees every key
     assert torch.equal(explicit(decode, 1, 4, "cpu"), torch.ones(1, 1, 1, 4, dtype=torch.bool))
-    assert layer_mask(window=3, q_len=1, q_offset=3, kv_len=4, kv_valid=None, **kw).mask is not None
+    windowed = layer_mask(window=3, q_len=1, q_offset=3, kv_len=4, kv_valid=None, **kw)
+    assert windowed.mask is None and windowed.kv_start == 1  # reads the 3 keys it sees, unmasked
+    kept = layer_mask(window=3, q_len=1, q_offset=3, kv_len=4, kv_valid=None, need_explicit=True, **kw)
+    assert kept.kv_start == 0 and kept.mask is not None  # inspection keeps every key
     assert layer_mask(window=None, q_len=2, q_offset=2, kv_len=4, kv_valid=None, **kw).mask is not None
     assert not layer_mask(window=None, q_len=4, q_offset=0, kv_len=4, kv_valid=torch.ones(1, 4, dtype=torch.bool), **kw).is_causal
 

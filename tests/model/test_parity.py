@@ -70,6 +70,27 @@ def test_sliding_window_is_really_applied(loaded, saved, tmp_path):
     torch.testing.assert_close(unwindowed[:, :4], windowed[:, :4])  # inside the window: same
 
 
+def test_windowed_decode_reads_only_the_window(loaded, monkeypatch):
+    """A cached step of a windowed layer reads its W keys, not the whole cache, and (no
+    padding) passes SDPA no mask: the cost is T x W, and the unmasked kernels may run."""
+    import torch.nn.functional as F
+
+    lm, _ = loaded("mistral-window")
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        seen.append((k.shape[2], attn_mask is None))
+        return real(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    cache = KVCache(lm.config, batch=1, max_len=16, dtype=torch.float32, device="cpu")
+    lm.model(torch.arange(3, 13)[None], cache=cache)
+    seen.clear()
+    lm.model(torch.tensor([[7]]), cache=cache)
+    assert seen == [(4, True)] * lm.config.num_layers
+
+
 def test_qwen2_window_only_on_sliding_layers(loaded):
     lm, _ = loaded("qwen2-sliding-layers")
     assert lm.config.layer_types == ["full", "sliding", "sliding"]

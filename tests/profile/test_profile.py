@@ -24,6 +24,8 @@ def test_sweep_covers_every_series(loaded):
     assert keys == {("prefill", None, "eager"), ("prefill", None, "sdpa"), ("decode", True, "eager"),
                     ("decode", True, "sdpa"), ("decode", False, "eager"), ("decode", False, "sdpa")}
     assert all(r.status == "ok" and r.latency_ms > 0 and len(r.timings_ms) == 2 for r in rows)
+    assert {r.kernel for r in rows if r.attn == "eager"} == {"eager"}
+    assert {r.kernel for r in rows if r.attn == "sdpa"} == {"sdpa/flash"}  # torch's CPU choice
     step = next(r for r in rows if r.mode == "decode" and r.cache and r.seq_len == 16)
     assert step.tokens_per_s == pytest.approx(1000 / step.latency_ms)
     assert step.kv_cache_bytes == 16 * 2 * 2 * 2 * 8 * 4  # T x layers x K/V x Hkv x D x fp32
@@ -259,5 +261,6 @@ def test_compiled_rows_share_one_graph_per_bucket_and_match_eager(loaded):
     before = counters["stats"]["unique_graphs"]
     rows = list(run_sweep(lm.model, SweepSpec(seq_lens=[3, 9, 17, 33], modes=("decode",), caches=(True,),
                                               repeats=2, warmup=0, compile=True)))
-    assert all(r.status == "ok" and r.latency_ms > 0 for r in rows)
+    assert all(r.status == "ok" and r.latency_ms > 0 and r.kernel == "inductor" for r in rows)
+    assert rows[0].peak_memory_bytes < 4 * 2**20  # the compile's resident code is not the row's memory
     assert counters["stats"]["unique_graphs"] == before  # the bucket's graph, compiled above

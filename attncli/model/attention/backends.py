@@ -44,6 +44,7 @@ def eager_attention(
     exactly zero weight, and a row with no visible key gives zeros instead of NaN.
     ``softcap``: scores become cap * tanh(scores / cap) before the mask (Gemma 2), in the
     run dtype as the reference rounds them. q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, H, T, D)."""
+    k, v = _read(k, v, lm)
     groups = q.shape[1] // k.shape[1]
     k, v = _expand_kv(k, groups), _expand_kv(v, groups)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
@@ -56,7 +57,15 @@ def eager_attention(
     return out, (AttnProbe(scores, weights) if probe else None)
 
 
+def _read(k: Tensor, v: Tensor, lm: LayerMask) -> tuple[Tensor, Tensor]:
+    """The keys and values the call reads: from ``lm.kv_start`` on (a window skips the rest)."""
+    if lm.kv_start:
+        return k[:, :, lm.kv_start :], v[:, :, lm.kv_start :]
+    return k, v
+
+
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float) -> Tensor:
+    k, v = _read(k, v, lm)
     groups = q.shape[1] // k.shape[1]
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=lm.mask, is_causal=lm.is_causal, scale=scale, enable_gqa=groups > 1

@@ -145,9 +145,10 @@ class LayerMask:
     """What one attention call needs: an explicit bool mask, or None with is_causal; and the
     parameters it was built from (queries from slot ``spec.q_offset``)."""
 
-    mask: Tensor | None  # (B, 1, T, S) bool
+    mask: Tensor | None  # (B, 1, T, S - kv_start) bool
     is_causal: bool
     spec: MaskSpec = MaskSpec()
+    kv_start: int = 0  # keys before this slot are outside every query's window: the call never reads them
 
 
 def layer_mask(
@@ -172,21 +173,29 @@ def layer_mask(
 
     SDPA gets no mask and ``is_causal=True`` only when that is exactly right: queries
     start at slot 0 and cover all keys, no padding, and the window (if any) hides nothing.
+
+    A windowed call over a cache (dense, nothing kept for inspection) reads only the keys
+    some query can see: from slot ``q_offset - window + 1`` on (``kv_start``). A decode
+    step then costs W keys, not the whole cache, and with no padding needs no mask at all
+    (SDPA's unmasked kernels: flash on a GPU).
     """
     window_hides = window is not None and window < kv_len
     chunk_hides = chunk is not None and chunk < kv_len
     spec = MaskSpec(window if window_hides else None, chunk if chunk_hides else None, documents,
                     None if kv_valid is None else kv_valid[:, :kv_len], slot_pos, q_offset)
+    kv_start = max(0, q_offset - window + 1) if window_hides and dense and not need_explicit else 0
+    window_hides = window_hides and window < kv_len - kv_start
     plain = kv_valid is None and documents is None and not window_hides and not chunk_hides
     if not need_explicit and plain and q_offset + q_len == kv_len:
         if q_offset == 0:
             return LayerMask(None, True, spec)  # a prefill: plain causal
         if q_len == 1:
-            return LayerMask(None, False, spec)  # one query in the last slot sees every key
+            return LayerMask(None, False, spec, kv_start)  # one query in the last slot sees every key read
     if not dense:  # FlexAttention rebuilds the mask from the spec, block by block: no (T, S) tensor
         return LayerMask(None, False, spec)
-    mask = build_mask(spec_fn(spec), batch=batch, q_len=q_len, kv_len=kv_len, q_offset=q_offset, device=device)
-    return LayerMask(mask, False, spec)
+    mask = build_mask(spec_fn(spec), batch=batch, q_len=q_len, kv_len=kv_len - kv_start, q_offset=q_offset,
+                      kv_offset=kv_start, device=device)
+    return LayerMask(mask, False, spec, kv_start)
 
 
 def spec_fn(spec: MaskSpec) -> MaskFn:
