@@ -103,28 +103,63 @@ def mask_row(applied: dict[str, Tensor], expect: dict[str, Tensor], *, causal: b
     return check_row("mask", what, True, f"{', '.join(applied)}: all {cells:,} cells as expected")
 
 
-def structural_row(weights: list[Tensor], expect: list[Tensor], *, causal: bool, windows: list[int | None],
-                   valid: Tensor, label: Callable[[int], str]) -> dict[str, str]:
-    """Weight on every masked cell exactly 0 in the run dtype, in every layer and head.
-    ``weights[l]`` is (B, H, T, S); ``expect[l]`` (B, T, S)."""
+class Structural:
+    """The structural check, one layer at a time (a model's ``probe`` keep function): each
+    layer's (B, H, T, S) weights are judged where they are, on the device, and dropped; only
+    the last query's scores and weights stay, on the host, for the sliding-edge rows. So
+    ``--check`` holds one layer's scores at a time, not L of them. ``expect[l]`` is (B, T, S)."""
+
     what = "weight on every future, out-of-window and padding key is exactly 0 in the run dtype; no NaN"
-    for l, (w, allowed) in enumerate(zip(weights, expect)):
-        w = w.cpu()
-        if torch.isnan(w).any():
-            b, h, q, kv = _first_cell(torch.isnan(w))
-            return check_row("structural", what, False, f"{label(l)} head {h}: NaN weight at sequence {b} query {q} -> key {kv}")
-        leak = (w != 0) & ~allowed[:, None]  # (B, H, T, S)
+
+    def __init__(self, expect: list[Tensor], *, causal: bool, windows: list[int | None], valid: Tensor,
+                 label: Callable[[int], str]):
+        self.expect, self.causal, self.windows, self.valid, self.label = expect, causal, windows, valid, label
+        self.failure: dict[str, str] | None = None
+        self.layers, self.heads, self.dtype = 0, 0, ""
+        self.last_scores: dict[int, Tensor] = {}  # layer -> (B, H, 1, S) float32, host
+        self.last_weights: dict[int, Tensor] = {}  # layer -> (B, H, 1, S) run dtype, host
+
+    def __call__(self, layer: int, kept) -> None:
+        w = kept.weights  # (B, H, T, S) run dtype, on the model's device
+        self.layers, self.heads, self.dtype = self.layers + 1, w.shape[1], str(w.dtype).removeprefix("torch.")
+        if self.failure is None:
+            self.failure = self._judge(layer, w)
+        if kept.scores is not None:
+            self.last_scores[layer] = kept.scores[:, :, -1:].cpu()
+        self.last_weights[layer] = w[:, :, -1:].cpu()
+        return None
+
+    def _judge(self, l: int, w: Tensor) -> dict[str, str] | None:
+        nan = torch.isnan(w)
+        if nan.any():
+            b, h, q, kv = _first_cell(nan)
+            return check_row("structural", self.what, False,
+                             f"{self.label(l)} head {h}: NaN weight at sequence {b} query {q} -> key {kv}")
+        leak = (w != 0) & ~self.expect[l].to(w.device)[:, None]  # (B, H, T, S)
         if leak.any():
             b, h, q, kv = _first_cell(leak)
-            why = _why(b, q, kv, causal=causal, window=windows[l], valid=valid)
+            why = _why(b, q, kv, causal=self.causal, window=self.windows[l], valid=self.valid)
             worst = float(w.float().masked_fill(~leak, 0).abs().max())
-            return check_row("structural", what, False,
-                        f"{label(l)} head {h}: {int(leak[:, h].sum())} masked cells with weight != 0 (max {worst:.3g}); "
-                        f"first: sequence {b} query {q} -> key {kv} ({why})")
-    heads, dtype = weights[0].shape[1], str(weights[0].dtype).removeprefix("torch.")
-    masked = int(sum((~a).sum() for a in expect)) * heads
-    return check_row("structural", what, True,
-                f"{len(weights)} layer(s) x {heads} heads, {dtype}: all {masked:,} masked cells have weight exactly 0")
+            return check_row("structural", self.what, False,
+                             f"{self.label(l)} head {h}: {int(leak[:, h].sum())} masked cells with weight != 0 "
+                             f"(max {worst:.3g}); first: sequence {b} query {q} -> key {kv} ({why})")
+        return None
+
+    def row(self) -> dict[str, str]:
+        if self.failure is not None:
+            return self.failure
+        masked = int(sum((~a).sum() for a in self.expect[: self.layers])) * self.heads
+        return check_row("structural", self.what, True, f"{self.layers} layer(s) x {self.heads} heads, {self.dtype}: "
+                         f"all {masked:,} masked cells have weight exactly 0")
+
+
+def structural_row(weights: list[Tensor], expect: list[Tensor], *, causal: bool, windows: list[int | None],
+                   valid: Tensor, label: Callable[[int], str]) -> dict[str, str]:
+    """The structural check over weights already in hand: ``weights[l]`` (B, H, T, S)."""
+    judge = Structural(expect, causal=causal, windows=windows, valid=valid, label=label)
+    for l, w in enumerate(weights):
+        judge(l, backends.AttnProbe(None, w))
+    return judge.row()
 
 
 def probe_positions(t: int, window: int | None) -> list[int]:
@@ -173,7 +208,8 @@ def behavioural_row(lm, batch: Batch, backend: str) -> dict[str, str]:
                 + ("; logits bit-identical" if exact else f"; max |delta| {worst:.3g}"))
 
 
-def edge_rows(scores: list[Tensor] | None, weights: list[Tensor] | None, mask: Tensor | None, *, layers: list[int],
+def edge_rows(scores: dict[int, Tensor] | None, weights: dict[int, Tensor] | None, mask: Tensor | None, *,
+              layers: list[int],
               window: int, valid: Tensor, windowed: bool) -> dict[str, str]:
     """The off-by-one users hit: from the last query, the key W-1 back must be visible and
     the keys W and W+1 back must get weight exactly 0 (``windowed``); in a layer without a
@@ -202,8 +238,8 @@ def edge_rows(scores: list[Tensor] | None, weights: list[Tensor] | None, mask: T
                                 f"{'visible' if seen else 'masked'}, must be {'visible' if should else 'masked'}")
                 continue
             for l in layers:
-                s = scores[l][b, :, q, kv]  # (H,)
-                p = weights[l][b, :, q, kv]  # (H,) run dtype
+                s = scores[l][b, :, -1, kv]  # (H,) the last query's row (q)
+                p = weights[l][b, :, -1, kv]  # (H,) run dtype
                 if should:
                     # A visible key has a finite score; its weight can underflow to 0 in
                     # float16, so weight > 0 is demanded only of float32 runs.
@@ -264,7 +300,10 @@ def check_model(lm, batch: Batch, *, backend: str) -> CheckResult:
     expect = {k: expected_mask(causal=True, window=w, valid=valid, documents=docs, chunk=cfg.chunk_of(groups[k][0]))
               for k, w in windows.items()}
 
-    probed = _forward(lm, batch, backend="eager", probe=True)
+    layer_expect = [expect[kind] for kind in cfg.layer_types]
+    structural = Structural(layer_expect, causal=True, windows=[cfg.window_of(i) for i in range(cfg.num_layers)],
+                            valid=valid, label=lambda l: f"layer {l} ({cfg.layer_types[l]})")
+    probed = _forward(lm, batch, backend="eager", probe=structural)  # judged layer by layer, nothing kept
     applied = {f"{k} (eager)": _applied(probed.masks[k], b, t) for k in groups}
     wants = {f"{k} (eager)": expect[k] for k in groups}
     wins = {f"{k} (eager)": windows[k] for k in groups}
@@ -279,16 +318,11 @@ def check_model(lm, batch: Batch, *, backend: str) -> CheckResult:
             how = f"; {backend} got is_causal=True and no mask for {', '.join(implicit)} layers, judged as plain causal"
     rows = [mask_row(applied, wants, causal=True, windows=wins, valid=valid, how=how)]
 
-    weights = [p.weights for p in probed.probes]  # L x (B, H, T, S), run dtype
-    scores = [p.scores for p in probed.probes]  # L x (B, H, T, S), float32
-    layer_expect = [expect[kind] for kind in cfg.layer_types]
-    rows.append(structural_row(weights, layer_expect, causal=True, windows=[cfg.window_of(i) for i in range(cfg.num_layers)],
-                               valid=valid, label=lambda l: f"layer {l} ({cfg.layer_types[l]})"))
+    rows.append(structural.row())
     for be in dict.fromkeys([backend, "eager"]):
         rows.append(behavioural_row(lm, batch, be))
     if cfg.sliding_window is not None and "sliding" in groups:
-        cpu = lambda xs: [x.cpu() for x in xs]  # noqa: E731
-        sc, wt = cpu(scores), cpu(weights)
+        sc, wt = structural.last_scores, structural.last_weights  # the last query's, by layer
         rows.append(edge_rows(sc, wt, None, layers=groups["sliding"], window=cfg.sliding_window, valid=valid, windowed=True))
         if "full" in groups:
             rows.append(edge_rows(sc, wt, None, layers=groups["full"], window=cfg.sliding_window, valid=valid, windowed=False))

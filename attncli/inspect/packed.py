@@ -56,18 +56,21 @@ def check_packed(lm, batch: Batch, *, backend: str, atol: float) -> list[dict[st
     n = int(docs.max()) + 1
     rows = []
 
-    probed = _forward(lm, batch, backend="eager", probe=True)
     leaks = []
-    for layer, kept in enumerate(probed.probes):
+    on = docs.to(lm.device)
+
+    def judge(layer: int, kept) -> None:  # each layer's weights judged on the device, then dropped
         w = kept.weights[0].float()  # (H, T, S)
         for qd in range(n):
             for kd in range(n):
                 if qd == kd:
                     continue
-                sel = (docs[:, None] == qd) & (docs[None, :] == kd)
+                sel = (on[:, None] == qd) & (on[None, :] == kd)
                 top = float(w[:, sel].max()) if sel.any() else 0.0
                 if top > 0:
                     leaks.append((top, kd, qd, layer))
+
+    _forward(lm, batch, backend="eager", probe=judge)
     worst = max(leaks) if leaks else None
     rows.append(check_row("documents (weights)", f"no query of any of the {n} documents weighs another document's keys",
                      not leaks, "every cross-document weight is exactly 0 in every layer and head" if not leaks else

@@ -214,7 +214,7 @@ def describe_layers(groups: dict[str, list[int]]) -> str:
     return "; ".join(f"{k} {', '.join(map(str, v))}" for k, v in groups.items())
 
 
-def _forward(lm, batch: Batch, *, backend: str, probe: bool = False, ids: Tensor | None = None):
+def _forward(lm, batch: Batch, *, backend: str, probe=False, ids: Tensor | None = None):
     ids = (batch.ids if ids is None else ids).to(lm.device)
     mask = batch.valid.to(lm.device) if batch.padded else None
     extra = {}
@@ -251,7 +251,14 @@ def model_report(lm, batch: Batch, *, kind: str | None = None, layer: int | None
     head = check_head(cfg, head)
     groups = layer_groups(cfg)
     probe = scores or weights
-    out = _forward(lm, batch, backend="eager" if probe else backend, probe=probe)
+
+    def keep(layer: int, kept):  # the layer and head shown, on the host: one layer's scores at a time
+        if layer != shown:
+            return None
+        return type(kept)(kept.scores[:, head].float().cpu() if scores else None,
+                          kept.weights[:, head].float().cpu() if weights else None)
+
+    out = _forward(lm, batch, backend="eager" if probe else backend, probe=keep if probe else False)
     b, t = batch.ids.shape
     shown_kind = cfg.layer_types[shown]
     # A chosen layer or kind narrows the view to that layer's mask.
@@ -268,6 +275,5 @@ def model_report(lm, batch: Batch, *, kind: str | None = None, layer: int | None
     if probe:
         report.head = head
         kept = out.probes[shown]
-        report.scores = kept.scores[:, head].float().cpu() if scores else None  # (B, T, S)
-        report.weights = kept.weights[:, head].float().cpu() if weights else None  # (B, T, S)
+        report.scores, report.weights = kept.scores, kept.weights  # (B, T, S) each, or None
     return report

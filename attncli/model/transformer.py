@@ -13,6 +13,7 @@ never reads files: see attncli.checkpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -30,12 +31,13 @@ from attncli.model.linear import Linear
 from attncli.model.rope import rope_cos_sin, rope_inv_freq
 
 Tensor = torch.Tensor
+ProbeKeep = Callable[[int, AttnProbe], "AttnProbe | None"]
 
 
 @dataclass
 class ForwardOutput:
     logits: Tensor  # (B, T, V), or (B, 1, V) with last_only
-    probes: list[AttnProbe] | None = None  # one per layer, when asked for
+    probes: list[AttnProbe | None] | None = None  # one per layer, when asked for (None: not kept)
     masks: dict[str, LayerMask] | None = None  # the masks applied, by layer kind
 
 
@@ -87,9 +89,13 @@ class Transformer(nn.Module):
         positions: Tensor | None = None,  # (B, T); derived from the padding when None
         documents: Tensor | None = None,  # (B, T) document id per token: packed sequences (no cache)
         backend: str = "sdpa",
-        probe: bool = False,
+        probe: bool | ProbeKeep = False,
         last_only: bool = False,
     ) -> ForwardOutput:
+        """``probe``: True keeps every layer's (B, H, T, S) scores and weights (eager math);
+        a function ``keep(layer, AttnProbe) -> AttnProbe | None`` is handed each layer's as it
+        is made and returns what to keep (one head, one query row, moved off the device; or
+        nothing), so that at most one layer's full scores exist at a time."""
         check_backend(backend)
         b, t = input_ids.shape
         device = input_ids.device
@@ -119,7 +125,7 @@ class Transformer(nn.Module):
             slot_pos = slot_positions(kv_valid)  # (B, S)
         for kind, (window, chunk) in self.mask_kinds.items():
             masks[kind] = layer_mask(window=window, chunk=chunk, batch=b, q_len=t, q_offset=start, kv_len=kv_len,
-                                     kv_valid=kv_valid, device=device, need_explicit=probe, dense=not flex,
+                                     kv_valid=kv_valid, device=device, need_explicit=bool(probe), dense=not flex,
                                      documents=documents, slot_pos=slot_pos)
         x, probes = self._blocks(x, ropes, masks, cache, start, backend, probe)
         if cache is not None:
@@ -150,13 +156,14 @@ class Transformer(nn.Module):
         return logits if cap is None else torch.tanh(logits / cap) * cap
 
     def _blocks(self, x, ropes, masks, cache, start, backend, probe):
-        probes: list[AttnProbe] = []
-        for block in self.layers:
+        probes: list[AttnProbe | None] = []  # by layer
+        keep = probe if callable(probe) else None
+        for i, block in enumerate(self.layers):
             lm = masks[block.kind]
             rope = ropes[block.rope] if block.rope is not None else None
-            x, kept = block.step(x, rope, lm, cache, start, backend, probe)
+            x, kept = block.step(x, rope, lm, cache, start, backend, bool(probe))
             if kept is not None:
-                probes.append(kept)
+                probes.append(keep(i, kept) if keep is not None else kept)
         return x, probes
 
     def decode_step(

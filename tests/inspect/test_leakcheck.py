@@ -81,3 +81,23 @@ def test_dtype_audit_runs_on_the_device_it_is_given(monkeypatch, loaded):
     batch = leakcheck.Batch(ids, valid, [[None] * 5] * 2, None)
     result = leakcheck.check_model(lm, batch, backend="sdpa")
     assert seen == [(lm.device,)] and result.audit  # told the device, not left to its CPU default
+
+
+def test_check_and_probes_never_keep_every_layers_scores(capfd, model_dir, monkeypatch):
+    """--check and --scores/--weights pass the model a keep function, never probe=True
+    (which would hold L x (B, H, T, S) scores: 48 GiB for a 1B model at T = 4,096)."""
+    from attncli.model.transformer import Transformer
+
+    seen = []
+    real = Transformer.forward
+
+    def spy(self, *a, probe=False, **kw):
+        seen.append(probe)
+        return real(self, *a, probe=probe, **kw)
+
+    monkeypatch.setattr(Transformer, "forward", spy)
+    folder = model_dir("mistral-window")
+    for extra in (["--check"], ["--scores", "--weights", "--layer", "1"]):
+        code, _, err = run(capfd, "inspect-mask", "-m", folder, LONG, *extra)
+        assert code == 0, err
+    assert seen and all(p is False or callable(p) for p in seen) and any(callable(p) for p in seen)

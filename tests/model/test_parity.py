@@ -185,3 +185,32 @@ def test_gemma3_multimodal_checkpoint_runs_its_text_decoder(tmp_path, capfd):
         torch.testing.assert_close(got[mask.bool()], want[mask.bool()])
     code, out, _ = run(capfd, "info", "-m", tmp_path)
     assert code == 0 and "vision tower" in out
+
+
+def test_a_probe_keep_function_holds_one_layers_scores_at_a_time(loaded):
+    """probe=keep: each layer's (B, H, T, S) scores go to keep as they are made and are freed
+    before the next layer makes its own (inspect-mask keeps one layer and head, --check
+    judges each layer and drops it), so a long prompt does not hold L layers of scores."""
+    import gc
+    import weakref
+
+    lm, _ = loaded("llama")
+    alive: list = []
+    kept_layers = []
+
+    def keep(layer, probe):
+        gc.collect()
+        alive.append(sum(r() is not None for r in refs))
+        refs.append(weakref.ref(probe.scores))
+        kept_layers.append(layer)
+        return probe.scores[:, 0, -1].clone() if layer == 1 else None  # a tiny piece of one layer
+
+    refs: list = []
+    with torch.inference_mode():
+        out = lm.model(torch.arange(3, 40)[None], probe=keep)
+        full = lm.model(torch.arange(3, 40)[None], probe=True)
+    assert kept_layers == list(range(lm.config.num_layers))
+    assert alive == [0] * lm.config.num_layers  # no earlier layer's scores still alive
+    assert [p is None for p in out.probes] == [i != 1 for i in range(lm.config.num_layers)]
+    torch.testing.assert_close(out.probes[1], full.probes[1].scores[:, 0, -1])
+    torch.testing.assert_close(out.logits, full.logits)

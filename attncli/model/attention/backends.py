@@ -22,10 +22,11 @@ BACKENDS = ("eager", "sdpa", "flex")
 
 @dataclass
 class AttnProbe:
-    """Per-layer tensors kept for inspection (eager backend only)."""
+    """Per-layer tensors kept for inspection (eager backend only); a model's ``probe`` keep
+    function may keep less (one head, one query row, None)."""
 
-    scores: Tensor  # (B, H, T, S) float32 (soft-capped where the model caps), masked entries -inf
-    weights: Tensor  # (B, H, T, S) run dtype, masked entries exactly 0
+    scores: Tensor | None  # (B, H, T, S) float32 (soft-capped where the model caps), masked entries -inf
+    weights: Tensor | None  # (B, H, T, S) run dtype, masked entries exactly 0
 
 
 def _expand_kv(x: Tensor, groups: int) -> Tensor:
