@@ -60,7 +60,11 @@ def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", l
     transposed = transposed_names(model, dev, layout)
     if cfg.tie_word_embeddings and "lm_head.weight" in transposed:
         transposed.add("embed.weight")  # the head is the embedding: load it in the head's layout
-    model.load_state_dict(read_weights(plan, model, dev, dt, transposed), strict=False, assign=True)
+    try:
+        model.load_state_dict(read_weights(plan, model, dev, dt, transposed), strict=False, assign=True)
+    finally:
+        for reader in set(plan.where.values()):
+            reader.close()
     if cfg.tie_word_embeddings:
         model.tie_weights()
     model.init_buffers(dev)
@@ -82,10 +86,7 @@ def read_weights(
     whose bytes can go straight into place is read there; any other is read in row
     chunks of at most CHUNK_BYTES, so the load never holds a second copy of a matrix."""
     state = {}
-    # One scratch buffer for every chunk: allocating a fresh 16 MB block per chunk lets
-    # glibc move them onto its heap (its mmap threshold adapts), where freed blocks stay
-    # resident (measured: load peak 1.42x instead of 1.02x the checkpoint size).
-    scratch = torch.empty(CHUNK_BYTES, dtype=torch.uint8)
+    staging = Staging(device)
     for ours, parts in plan.parts.items():
         shape = tuple(model.get_parameter(ours).shape)
         dest = empty_weight(shape, transposed=ours in transposed, dtype=dtype, device=device) if len(shape) == 2 \
@@ -101,26 +102,73 @@ def read_weights(
             elif reader.tensors[name].dtype == dtype and device.type == "cpu" and direct.is_contiguous():
                 reader.read(name, direct)  # straight into place: no extra copy
             else:
-                _copy_in_chunks(reader, name, direct, scratch)
+                _copy_in_chunks(reader, name, direct, staging)
             row += rows
         state[ours] = dest
+    staging.finish()
     return state
 
 
-def _copy_in_chunks(reader: SafetensorsFile, name: str, target: torch.Tensor, scratch: torch.Tensor) -> None:
+class Staging:
+    """Host buffers the chunks are read into, used in turn. On CUDA two pinned ones: each
+    chunk's copy to the device is issued without waiting (pinned memory: a DMA the host does
+    not wait for), and the file read of the next chunk fills the other buffer meanwhile; an
+    event fences a buffer before it is refilled. Elsewhere one plain buffer, copies in order.
+    One set for the whole load: a fresh 16 MB block per chunk lets glibc move them onto its
+    heap (its mmap threshold adapts), where freed blocks stay resident (measured: load peak
+    1.42x instead of 1.02x the checkpoint size)."""
+
+    def __init__(self, device: torch.device, nbytes: int | None = None):
+        nbytes = nbytes or CHUNK_BYTES
+        self.overlap = device.type == "cuda"
+        self.device = device
+        self.buffers = [torch.empty(nbytes, dtype=torch.uint8, pin_memory=self.overlap)
+                        for _ in range(2 if self.overlap else 1)]
+        self.fences: list = [None] * len(self.buffers)
+        self.turn = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffers[0].numel()
+
+    def take(self) -> torch.Tensor:
+        """The next buffer, once its last copy has left it."""
+        self.turn = (self.turn + 1) % len(self.buffers)
+        if self.fences[self.turn] is not None:
+            self.fences[self.turn].synchronize()
+            self.fences[self.turn] = None
+        return self.buffers[self.turn]
+
+    def copy(self, target: torch.Tensor, block: torch.Tensor) -> None:
+        """target <- block (a view of the buffer take() gave), converting dtype and layout."""
+        target.copy_(block, non_blocking=self.overlap)
+        if self.overlap:
+            fence = torch.cuda.Event()
+            fence.record(torch.cuda.current_stream(self.device))
+            self.fences[self.turn] = fence
+
+    def finish(self) -> None:
+        for fence in self.fences:
+            if fence is not None:
+                fence.synchronize()
+        self.fences = [None] * len(self.buffers)
+
+
+def _copy_in_chunks(reader: SafetensorsFile, name: str, target: torch.Tensor, staging: Staging) -> None:
     """Fill ``target`` (the file tensor's shape, any strides, dtype, device) from the file,
-    a block of rows at a time, read into ``scratch`` (uint8, CHUNK_BYTES)."""
+    a block of rows at a time, each read into a staging buffer."""
     info = reader.tensors[name]
     if not info.shape or info.shape[0] == 0:
         target.copy_(reader.read(name))
         return
     n = info.shape[0]
     row_bytes = info.nbytes // n
-    if row_bytes > scratch.numel():  # one row larger than a chunk: read it whole
+    if row_bytes > staging.nbytes:  # one row larger than a chunk: read it whole
         target.copy_(reader.read(name))
         return
-    step = scratch.numel() // row_bytes
+    step = staging.nbytes // row_bytes
     for start in range(0, n, step):
         stop = min(n, start + step)
-        block = scratch[: (stop - start) * row_bytes].view(info.dtype).view(stop - start, *info.shape[1:])
-        target[start:stop].copy_(reader.read(name, block, rows=(start, stop)))
+        buf = staging.take()
+        block = buf[: (stop - start) * row_bytes].view(info.dtype).view(stop - start, *info.shape[1:])
+        staging.copy(target[start:stop], reader.read(name, block, rows=(start, stop)))

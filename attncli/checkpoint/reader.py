@@ -53,7 +53,19 @@ class SafetensorsFile:
         self.path = Path(path)
         self.tensors: dict[str, TensorInfo] = {}
         self.metadata: dict[str, str] = {}
+        self._fh = None  # opened by the first read, kept for the rest: not one open() per chunk
         self._parse()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "SafetensorsFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _fail(self, why: str) -> ModelLoadError:
         return ModelLoadError(f"{self.path}: not a valid safetensors file: {why}")
@@ -113,9 +125,16 @@ class SafetensorsFile:
             return out
         # A writable view of the tensor's own memory, without numpy (not a dependency).
         buf = (ctypes.c_ubyte * nbytes).from_address(out.data_ptr())
-        with open(self.path, "rb") as fh:
-            fh.seek(begin)
-            got = fh.readinto(buf)
+        if self._fh is None:
+            self._fh = open(self.path, "rb", buffering=0)  # unbuffered: the bytes land in ``out`` directly
+        self._fh.seek(begin)
+        got = 0
+        view = memoryview(buf).cast("B")
+        while got < nbytes:  # a raw read may return fewer bytes than asked
+            n = self._fh.readinto(view[got:])
+            if not n:
+                break
+            got += n
         if got != nbytes:
             raise self._fail(f"tensor {name!r}: read {got} of {nbytes} bytes")
         return out

@@ -129,8 +129,10 @@ def apply(model: nn.Module, names: set[str]) -> None:
 
 
 def set_split(model: nn.Module, device: torch.device, requested: str | None = None) -> None:
-    """Turn the CPU product routing (split / oneDNN, attncli.model.linear) on or off for every layer."""
-    split = policy(device, requested, _dtype(model)) == "split"
+    """Turn the CPU product routing (split / oneDNN, attncli.model.linear) on or off for every
+    layer. Never on another device, whatever ATTNCLI_LAYOUT asks: the split cuts a product by
+    the CPU's thread count, which means nothing to cuBLAS (it would only add launches)."""
+    split = device.type == "cpu" and policy(device, requested, _dtype(model)) == "split"
     for module in model.modules():
         if hasattr(module, "split_rows"):
             module.split_rows = split

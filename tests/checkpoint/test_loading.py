@@ -206,3 +206,61 @@ def test_runs_without_numpy(saved):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "3", out.stderr[-2000:]
+
+
+def test_each_file_is_opened_once_for_all_its_chunks(saved, monkeypatch):
+    """Converted tensors are read in many chunks through one handle per file (the loader
+    reopened the file for every chunk), and every chunk lands where it belongs."""
+    import builtins
+
+    from attncli.checkpoint import load as loader
+    from attncli.checkpoint import reader as reader_mod
+
+    folder, _ = saved("llama")
+    want = load_model(folder, device="cpu", dtype="float32").model.state_dict()
+    opened = []
+    real_open = builtins.open
+
+    def counting_open(path, *a, **kw):
+        opened.append(str(path))
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(reader_mod, "open", counting_open, raising=False)
+    monkeypatch.setattr(loader, "CHUNK_BYTES", 256)  # every matrix in many chunks
+    got = load_model(folder, device="cpu", dtype="bfloat16").model.state_dict()  # converted: the chunked path
+    files = {p for p in opened if p.endswith(".safetensors")}
+    assert files and all(opened.count(p) <= 2 for p in files)  # the header, then one handle for the reads
+    for name, t in want.items():
+        torch.testing.assert_close(got[name].float(), t.bfloat16().float(), rtol=0, atol=0)
+
+
+def test_staging_alternates_buffers_and_fences_each_before_reuse(monkeypatch):
+    """On CUDA two pinned buffers take turns: a chunk's copy is issued without waiting, and a
+    buffer is refilled only after its last copy's event (simulated here with plain buffers)."""
+    from attncli.checkpoint.load import Staging
+
+    log = []
+
+    class Fence:
+        def record(self, stream):
+            self.n = len(log)
+            log.append(("record", self.n))
+
+        def synchronize(self):
+            log.append(("wait", self.n))
+
+    monkeypatch.setattr(torch.cuda, "Event", Fence)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: None)
+    st = Staging(torch.device("cpu"), nbytes=64)
+    st.overlap, st.buffers, st.fences = True, [torch.zeros(64, dtype=torch.uint8) for _ in range(2)], [None, None]
+    target = torch.empty(3, 64, dtype=torch.uint8)
+    taken = []
+    for i in range(3):
+        buf = st.take()
+        taken.append(buf.data_ptr())
+        buf.fill_(i)
+        st.copy(target[i], buf)
+    st.finish()
+    assert taken[0] != taken[1] and taken[0] == taken[2]  # two buffers, in turn
+    assert log[:4] == [("record", 0), ("record", 1), ("wait", 0), ("record", 3)]  # the third waits on the first
+    assert [int(target[i, 0]) for i in range(3)] == [0, 1, 2]

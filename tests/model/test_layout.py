@@ -100,3 +100,19 @@ def test_random_model_gets_the_layout_too():
     assert is_transposed(model.layers[0].attn.qkv.weight)
     split = policy(CPU) == "split"
     assert all(m.split_rows == split for m in model.modules() if hasattr(m, "split_rows"))
+
+
+def test_the_cpu_thread_split_is_never_set_off_the_cpu(loaded, monkeypatch):
+    """ATTNCLI_LAYOUT=split on CUDA must not cut cuBLAS products by the CPU's thread count."""
+    from attncli.model.layout import set_split
+
+    lm, _ = loaded("llama")
+    monkeypatch.setenv("ATTNCLI_LAYOUT", "split")
+    try:
+        set_split(lm.model, torch.device("cuda"))
+        assert not any(getattr(m, "split_rows", False) for m in lm.model.modules())
+        set_split(lm.model, torch.device("cpu"))
+        assert any(getattr(m, "split_rows", False) for m in lm.model.modules())
+    finally:
+        monkeypatch.delenv("ATTNCLI_LAYOUT")
+        set_split(lm.model, torch.device("cpu"))  # back to what the fixture's load chose
