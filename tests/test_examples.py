@@ -114,5 +114,10 @@ def test_gpu_check_quick_runs_every_section_on_the_cpu(tmp_path, capsys):
     assert set(res["sections"]) == {"parity", "compile", "kernels", "check", "decode", "load", "profile"}
     assert json.loads((tmp_path / "cpu-gpu-check.json").read_text())["device"] == "cpu"
     assert (tmp_path / "cpu-quadratic.json").exists()
-    assert res["sections"]["kernels"]["kernels"]["sdpa/decode"]
+    kernels = res["sections"]["kernels"]
+    assert kernels["kernels"]["llama/sdpa/decode"]
+    assert kernels["reported"]["mistral/sdpa/decode"] == "sdpa/flash"  # W keys, no mask
+    assert kernels["reported"]["llama/flex/prefill"] == "flex"
+    profile = res["sections"]["profile"]
+    assert {r["kernel"] for r in profile["compiled_rows"]} == {"inductor"} and profile["first_row_not_inflated"]
     assert "section   result" in capsys.readouterr().out
