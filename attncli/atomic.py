@@ -27,7 +27,12 @@ def check_output_path(path: str | os.PathLike, *, flag: str, suffixes: tuple[str
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:
     """Write to a temporary file beside ``path``, then rename over it: a reader never
-    sees half a file, and a failed write leaves the old file alone."""
+    sees half a file, and a failed write leaves the old file alone. Under tensor parallelism
+    rank 0 alone writes (every rank holds the same result)."""
+    from attncli.distributed.group import is_primary
+
+    if not is_primary():
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

@@ -60,6 +60,7 @@ ModelOpt = typer.Option(
 DeviceOpt = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps (auto: CUDA if present).")
 DtypeOpt = typer.Option("auto", "--dtype", help="auto | float32 | bfloat16 | float16 (auto: checkpoint dtype on GPU, float32 on CPU).")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="CPU threads for torch (default: torch's own choice); shown in the stats and the profile's env.")
+TpOpt = typer.Option(1, "--tp", help="Tensor parallel over N local processes (torch.distributed: gloo on the CPU, one GPU per rank with NCCL); also runs under torchrun.")
 AttnOpt = typer.Option("sdpa", "--attn", help="Attention backend: eager | sdpa | flex (FlexAttention, compiled; compile time reported apart).")
 
 
@@ -83,6 +84,13 @@ def set_threads(threads: Optional[int]) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def launch_tp(tp: int, device: str) -> Optional[int]:
+    """--tp N: the exit code of the N processes this one started, or None to run here."""
+    from attncli.distributed import launch
+
+    return launch.entry(tp, device)
 
 
 def model_path(model: Optional[str]) -> str:
@@ -111,8 +119,11 @@ def generate(
     echo: bool = typer.Option(True, "--echo/--no-echo", help="Print the prompt before its continuation (text output)."),
     as_json: bool = typer.Option(False, "--json", help="JSON Lines on stdout: one object per prompt, in order."),
     compile_step: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA graphs on a GPU); compile time is reported apart."),
-) -> None:
+    tp: int = TpOpt,
+) -> Optional[int]:
     """Generate text, streamed, with or without a KV cache; stats go to stderr."""
+    if (code := launch_tp(tp, device)) is not None:
+        return code
     set_threads(threads)
     from attncli.errors import BadInputError
     from attncli.generate import view as gen_view
@@ -126,6 +137,8 @@ def generate(
             raise BadInputError("give prompts or --prompts-file, not both")
         prompts = read_prompts(prompts_file)
     if not prompts:
+        if tp > 1:  # every rank would read its own part of the pipe
+            raise BadInputError("with --tp, give the prompts as arguments or in --prompts-file FILE, not on stdin")
         if sys.stdin is None or sys.stdin.isatty():
             raise BadInputError("give a prompt: attncli generate \"The cat sat on the\" (or pipe text on stdin)")
         prompts = [sys.stdin.read().rstrip("\n")]
@@ -146,7 +159,8 @@ def generate(
         view.finish(interrupted=True)
         raise
     view.finish()
-    gen_view.generation_stats(gen.stats, batch=len(prompts), cache=cache, attn=attn, device=tm.lm.device, dtype=tm.lm.dtype)
+    gen_view.generation_stats(gen.stats, batch=len(prompts), cache=cache, attn=attn, device=tm.lm.device, dtype=tm.lm.dtype,
+                              tp=tm.lm.model.tp)
 
 
 @app.command("inspect-mask")
@@ -189,8 +203,11 @@ def inspect_mask(
         False, "--json", help="Print JSON {tokens, kind, mask, ...} (tokens null at padding, masked scores null); "
                               "a list of those for a batch."),
     fmt: str = typer.Option("table", "--format", help="table | md (--check's table as GitHub markdown) | csv (a row per cell, with layer and head) | json."),
-) -> None:
+    tp: int = TpOpt,
+) -> Optional[int]:
     """Show the attention masks a model really applies (or masks alone), its scores and weights, and prove nothing leaks."""
+    if (code := launch_tp(tp, device)) is not None:
+        return code
     set_threads(threads)
     from attncli import console
     from attncli.errors import CheckFailedError
@@ -241,8 +258,11 @@ def profile(
     fail_above: Optional[float] = typer.Option(None, "--fail-above", help="With --compare: exit 1 when a matching row is slower than R x the old one."),
     breakdown: bool = typer.Option(False, "--breakdown", help="Time the attention kernels apart from the rest, per row (attn_ms, other_ms) and fit each."),
     fmt: str = typer.Option("table", "--format", help="table | md (GitHub markdown) | csv (rows with model, dtype, device, torch, commit) | json."),
-) -> None:
+    tp: int = TpOpt,
+) -> Optional[int]:
     """Sweep sequence length; measure latency and memory; fit how they grow."""
+    if (code := launch_tp(tp, device)) is not None:
+        return code
     set_threads(threads)
     from attncli.formats import check_format
     from attncli.profile import run as profile_run
@@ -267,6 +287,7 @@ def info(
     batch: int = typer.Option(1, "--batch", min=1, help="Batch size for the KV-cache estimate."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     fmt: str = typer.Option("table", "--format", help="table | md (GitHub markdown) | csv (one row, the JSON keys as header) | json."),
+    tp: int = typer.Option(1, "--tp", min=1, help="Also what each of N tensor-parallel ranks holds (nothing is launched)."),
 ) -> None:
     """Architecture, sizes, KV-cache cost and memory needed at a context length."""
     set_threads(threads)
@@ -298,7 +319,7 @@ def info(
     if context is not None and context > cfg.context_length and not cfg.fully_windowed:
         console.err.print(f"warning: --context {context:,} is past the model's context of {cfg.context_length:,} "
                           "tokens: it cannot run that long; the memory shown is for the length asked", highlight=False)
-    result = model_info(cfg, dtype=dt, context=context, batch=batch)
+    result = model_info(cfg, dtype=dt, context=context, batch=batch, tp=tp)
     if preset is not None:
         result["model"] = f"preset:{preset}"
     else:
@@ -310,6 +331,10 @@ def info(
 # ---- entry point ----
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used by the console script)."""
+    from attncli.distributed import launch
+
+    launch.ARGV = list(argv if argv is not None else sys.argv[1:])  # what --tp N relaunches
+    launch.quiet_secondary()
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="attncli", standalone_mode=False)
@@ -355,7 +380,10 @@ def _fail(message: str, code: int) -> int:
         import traceback
 
         traceback.print_exc()
-    console.error_line(" ".join(message.split()))
+    from attncli.distributed.launch import secondary_error
+
+    if not secondary_error(" ".join(message.split()), code):
+        console.error_line(" ".join(message.split()))
     return code
 
 

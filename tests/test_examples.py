@@ -121,3 +121,11 @@ def test_gpu_check_quick_runs_every_section_on_the_cpu(tmp_path, capsys):
     profile = res["sections"]["profile"]
     assert {r["kernel"] for r in profile["compiled_rows"]} == {"inductor"} and profile["first_row_not_inflated"]
     assert "section   result" in capsys.readouterr().out
+
+
+def test_bench_tp_times_tp1_and_tp2_in_one_run():
+    res = load_example("bench_tp").main(["--shape", "tiny-llama", "--rounds", "1", "--seq-len", "16", "--repeats", "1"])
+    assert set(res["tp1_ms"]) == set(res["tp2_ms"]) == {"prefill", "decode"}
+    assert res["collectives_per_step"] == 2 * 2 + 2
+    gpu = res["expected_gpu_decode_ms"]
+    assert gpu[1]["llama-3.1-8b"] > gpu[2]["llama-3.1-8b"] > gpu[8]["llama-3.1-8b"]

@@ -18,6 +18,8 @@ from torch import nn
 from attncli.checkpoint.files import ModelFiles, find_model
 from attncli.checkpoint.plan import LoadPlan, heads_to_parts, plan_load
 from attncli.checkpoint.reader import SafetensorsFile
+from attncli.checkpoint.slices import read_slice
+from attncli.distributed.shard import slice_of
 from attncli.model.build import build_model, resolve_device, resolve_dtype
 from attncli.model.config import ModelConfig
 from attncli.model.layout import empty_weight, set_split, transposed_names
@@ -46,22 +48,33 @@ def inspect_checkpoint(path: str | Path) -> tuple[ModelConfig, ModelFiles, LoadP
 
 
 def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", layout: str | None = None,
-               config_changes: dict | None = None) -> LoadedModel:
+               config_changes: dict | None = None, tp="auto") -> LoadedModel:
     """``layout``: weight storage, "auto" (default; ATTNCLI_LAYOUT overrides), "out_in" or
     "in_out": see attncli.model.layout. ``config_changes``: switches to change that leave
-    the weights as they are (``sliding_window`` makes every layer slide: profile --window)."""
+    the weights as they are (``sliding_window`` makes every layer slide: profile --window).
+    ``tp``: a tensor-parallel group, None, or "auto" (this process's, if a launcher started
+    it as one: attncli.distributed.group); the model is then this rank's part, read alone."""
     cfg, files = load_config(path)
     if config_changes and "sliding_window" in config_changes:
         cfg = cfg.windowed_everywhere(config_changes["sliding_window"])
-    dev = resolve_device(device)
+    if tp == "auto":
+        from attncli.distributed.group import current
+
+        tp = current()
+    if tp is not None:
+        from attncli.distributed.shard import check_split
+
+        check_split(cfg, tp.world)
+    dev = resolve_device(device) if tp is None or device != "auto" else tp_device(tp)
     dt = resolve_dtype(dtype, cfg.dtype, dev)
     plan = plan_load(cfg, files)
-    model = build_model(cfg, device=dev, dtype=dt, random_weights=False)
+    model = build_model(cfg, device=dev, dtype=dt, random_weights=False, tp=tp)
     transposed = transposed_names(model, dev, layout)
     if cfg.tie_word_embeddings and "lm_head.weight" in transposed:
         transposed.add("embed.weight")  # the head is the embedding: load it in the head's layout
     try:
-        model.load_state_dict(read_weights(plan, model, dev, dt, transposed), strict=False, assign=True)
+        model.load_state_dict(read_weights(plan, model, dev, dt, transposed, tp=tp, global_cfg=cfg), strict=False,
+                              assign=True)
     finally:
         for reader in set(plan.where.values()):
             reader.close()
@@ -75,11 +88,21 @@ def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", l
     return LoadedModel(model, cfg, files, plan, dev, dt)
 
 
+def tp_device(tp) -> torch.device:
+    """A rank's device: cuda:LOCAL_RANK under NCCL, else the CPU."""
+    import os
+
+    if tp.backend == "nccl":
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    return torch.device("cpu")
+
+
 CHUNK_BYTES = 16 * 2**20  # converted, transposed or re-laid-out tensors are copied this much at a time
 
 
 def read_weights(
-    plan: LoadPlan, model: nn.Module, device: torch.device, dtype: torch.dtype, transposed: set[str] = frozenset()
+    plan: LoadPlan, model: nn.Module, device: torch.device, dtype: torch.dtype, transposed: set[str] = frozenset(),
+    tp=None, global_cfg: ModelConfig | None = None,
 ) -> dict[str, torch.Tensor]:
     """Each parameter allocated once on ``device`` in ``dtype`` (and, for names in
     ``transposed``, in (in, out) storage: attncli.model.layout) and filled part by part. A part
@@ -91,6 +114,11 @@ def read_weights(
         shape = tuple(model.get_parameter(ours).shape)
         dest = empty_weight(shape, transposed=ours in transposed, dtype=dtype, device=device) if len(shape) == 2 \
             else torch.empty(shape, dtype=dtype, device=device)
+        slc = slice_of(ours, global_cfg, tp.world, tp.rank) if tp is not None else None
+        if slc is not None:  # this rank's rows or columns only (attncli.checkpoint.slices)
+            read_slice(plan.where, parts, slc, dest, staging, global_cfg.num_heads)
+            state[ours] = dest
+            continue
         row = 0
         for name, src, want in parts:
             reader = plan.where[name]

@@ -34,8 +34,9 @@ class CompiledStep:
             self.fn = torch.compile(model.decode_step, mode="reduce-overhead", dynamic=False)
         else:
             # C++ wrapper: the step's ~250 kernel and product calls made from C++, not Python
-            # (SmolLM2-135M shape, 2 threads: 25.3-25.8 -> 22.8-23.7 ms a step, same process order)
-            self.fn = torch.compile(model.decode_step, dynamic=False, options={"cpp_wrapper": True})
+            # (SmolLM2-135M shape, 2 threads: 25.3-25.8 -> 22.8-23.7 ms a step, same process order);
+            # not under tensor parallelism: it cannot call the collectives (inductor refuses them)
+            self.fn = torch.compile(model.decode_step, dynamic=False, options={"cpp_wrapper": model.tp is None})
         # the new token's slot, written in place each step: no fresh host tensor (a pageable
         # copy on CUDA) per step, and one static input address for CUDA graphs
         self.slot = torch.zeros(1, dtype=torch.long, device=model.device)

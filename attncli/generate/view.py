@@ -78,7 +78,7 @@ def kernels_label(kernels: dict[str, str | None] | None, attn: str) -> str:
     return ", ".join(f"{phase} {k}" for phase, k in named.items())
 
 
-def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype) -> None:
+def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype, tp=None) -> None:
     """One stats line on stderr (stdout stays clean for the text or JSON)."""
     rate = "-" if stats.tokens_per_s is None else f"{stats.tokens_per_s:.1f} tok/s"
     parts = [
@@ -90,7 +90,7 @@ def generation_stats(stats, *, batch: int, cache: bool, attn: str, device, dtype
         f"KV cache {human_bytes(stats.kv_cache_bytes)}" if cache else "no cache",
         f"peak mem +{human_bytes(stats.peak_memory_bytes)}",
         f"{kernels_label(stats.attn_kernels, attn)}, {device}, {str(dtype).replace('torch.', '')}"
-        + (f", threads {_threads()}" if str(device) == "cpu" else ""),
+        + (f", threads {_threads()}" if str(device) == "cpu" else "") + (f", tp {tp.world} {tp.backend}" if tp else ""),
     ]
     if stats.seed is not None:
         parts.append(f"seed {stats.seed}")

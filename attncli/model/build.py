@@ -60,12 +60,17 @@ def default_dtype(dtype: torch.dtype):
 
 
 def build_model(cfg: ModelConfig, *, device: torch.device | str, dtype: torch.dtype, random_weights: bool,
-                layout: str | None = None) -> Transformer:
+                layout: str | None = None, tp=None) -> Transformer:
     """A model whose parameters are ``dtype``: empty (on the meta device) for loading into,
     or, with ``random_weights``, allocated once on ``device`` and filled in place (normal
-    weights, unit norms, zero biases): no float32 copy first, no host round trip."""
+    weights, unit norms, zero biases): no float32 copy first, no host round trip.
+    ``tp``: a tensor-parallel group; ``cfg`` is the global config, the model this rank's part."""
+    if tp is not None:
+        from attncli.distributed.shard import local_config
+
+        cfg = local_config(cfg, tp.world)
     with torch.device("meta"), default_dtype(dtype):
-        model = Transformer(cfg)
+        model = Transformer(cfg, tp)
     if not random_weights:
         return model
     model = model.to_empty(device=device)

@@ -21,19 +21,25 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.zeros(dim) if style == "gemma" else torch.ones(dim))
         self.eps = eps
         self.style = style
+        self.tp = None  # tensor parallel, a norm over a sharded dim (OLMo 2's q/k): the mean spans the ranks
+
+    def _mean_square(self, x32: Tensor) -> Tensor:
+        if self.tp is None:
+            return x32.pow(2).mean(-1, keepdim=True)
+        return self.tp.all_reduce(x32.pow(2).sum(-1, keepdim=True)) / (x32.shape[-1] * self.tp.world)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.style == "gemma":
             x32 = x.float()
-            x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+            x32 = x32 * torch.rsqrt(self._mean_square(x32) + self.eps)
             return (x32 * (1.0 + self.weight.float())).to(x.dtype)
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32 and self.tp is None:
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # one fused kernel, same math
         # Normalise in float32 and scale where the reference does, so that reduced-precision
         # runs round at the same points.
         dtype = x.dtype
         x32 = x.float()
-        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        x32 = x32 * torch.rsqrt(self._mean_square(x32) + self.eps)
         if self.style == "float32":
             return (self.weight * x32).to(dtype)
         return self.weight * x32.to(dtype)
@@ -46,9 +52,16 @@ class Embedding(nn.Module):
     def __init__(self, num: int, dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(num, dim))
+        self.tp = None  # tensor parallel: this rank's rows are ids start .. start + rows - 1
+        self.start = 0
 
     def forward(self, ids: Tensor) -> Tensor:
-        return F.embedding(ids, self.weight)
+        if self.tp is None:
+            return F.embedding(ids, self.weight)
+        local = ids - self.start
+        mine = (local >= 0) & (local < self.weight.shape[0])  # ids of this rank's rows
+        rows = F.embedding(local.clamp(0, self.weight.shape[0] - 1), self.weight) * mine[..., None]
+        return self.tp.all_reduce(rows)  # every id found on exactly one rank: the sum is exact
 
 
 def make_norm(cfg: ModelConfig, dim: int) -> nn.Module:

@@ -43,8 +43,12 @@ SPLIT_MAX_ROWS = 2  # at 3 rows split and oneDNN trade places between shapes; fr
 
 class Linear(nn.Linear):
     split_rows = False  # set per layer by attncli.model.layout.set_split
+    tp = None  # tensor parallel, a row-sharded product (attention out, MLP down): partial sums, summed over ranks
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.tp is not None:  # the bias (replicated) added once, after the sum
+            y = self.tp.all_reduce(F.linear(x, self.weight))
+            return y if self.bias is None else y + self.bias
         if self.split_rows and not _compiling():
             if x.numel() <= SPLIT_MAX_ROWS * self.in_features:
                 ways = torch.get_num_threads()

@@ -34,8 +34,36 @@ def _position(cfg: ModelConfig) -> str:
     return text + ")"
 
 
-def model_info(cfg: ModelConfig, *, dtype: torch.dtype, context: int | None = None, batch: int = 1) -> dict[str, Any]:
-    """A JSON-ready summary; ``context`` defaults to the model's context length."""
+def rank_parameter_count(cfg: ModelConfig, world: int) -> int:
+    """Parameters one rank of ``world`` holds under tensor parallelism (attncli.distributed.shard)."""
+    from types import SimpleNamespace
+
+    from attncli.distributed.shard import local_config
+
+    with torch.device("meta"):
+        model = Transformer(local_config(cfg, world), SimpleNamespace(world=world, rank=0))
+    if cfg.tie_word_embeddings:
+        model.tie_weights()
+    return sum(p.numel() for p in model.parameters())
+
+
+def tp_info(cfg: ModelConfig, world: int, *, dtype: torch.dtype, context: int, batch: int) -> dict[str, Any]:
+    """What each of ``world`` ranks holds: weights, KV cache at the context, their sum."""
+    from attncli.distributed.shard import check_split, local_config
+
+    check_split(cfg, world)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    local = local_config(cfg, world)
+    weights = rank_parameter_count(cfg, world) * itemsize
+    kv = KVCache.bytes_per_token(local, dtype) * context * batch
+    return {"tp": world, "rank_heads": local.num_heads, "rank_kv_heads": local.num_kv_heads,
+            "rank_weight_bytes": weights, "rank_kv_cache_bytes": kv, "rank_memory_bytes": weights + kv}
+
+
+def model_info(cfg: ModelConfig, *, dtype: torch.dtype, context: int | None = None, batch: int = 1,
+               tp: int = 1) -> dict[str, Any]:
+    """A JSON-ready summary; ``context`` defaults to the model's context length; ``tp`` > 1
+    adds what each rank holds under tensor parallelism."""
     params = parameter_count(cfg)
     itemsize = torch.empty((), dtype=dtype).element_size()
     kv_per_token = KVCache.bytes_per_token(cfg, dtype)
@@ -71,4 +99,5 @@ def model_info(cfg: ModelConfig, *, dtype: torch.dtype, context: int | None = No
         "batch": batch,
         "kv_cache_bytes": kv_bytes,
         "memory_bytes": weight_bytes + kv_bytes,
+        **(tp_info(cfg, tp, dtype=dtype, context=context, batch=batch) if tp > 1 else {}),
     }

@@ -42,10 +42,14 @@ class ForwardOutput:
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, tp=None):
+        """``tp``: a tensor-parallel group (attncli.distributed); ``cfg`` is then this rank's
+        (distributed.shard.local_config), and the vocabulary is split over the ranks."""
         super().__init__()
         self.cfg = cfg
-        self.embed = Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.tp = tp
+        rows = cfg.vocab_size if tp is None else -(-cfg.vocab_size // tp.world)  # this rank's vocab rows
+        self.embed = Embedding(rows, cfg.hidden_size)
         if cfg.pos == "learned":
             self.pos_embed = Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_layers))
@@ -59,9 +63,13 @@ class Transformer(nn.Module):
             block.attn.flex = self.flex
             block.attn.kernels = self.kernels
         self.norm = make_norm(cfg, cfg.hidden_size)
-        self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.hidden_size, rows, bias=False)
         self.rope_kinds = sorted({block.rope for block in self.layers if block.rope is not None})
         self.init_buffers("cpu")
+        if tp is not None:
+            from attncli.distributed.shard import parallelize
+
+            parallelize(self, tp)
 
     def init_buffers(self, device: torch.device | str) -> None:
         """Recompute non-checkpoint buffers on ``device`` (after a meta-device build): the
@@ -151,7 +159,9 @@ class Transformer(nn.Module):
         return {kind: rope_cos_sin(inv.to(positions.device), positions, dtype) for kind, inv in self.inv_freqs.items()}
 
     def _logits(self, x: Tensor) -> Tensor:
-        logits = self.lm_head(self.norm(x))
+        logits = self.lm_head(self.norm(x))  # (..., V), or this rank's (..., ceil(V/N))
+        if self.tp is not None:
+            logits = self.tp.all_gather_last(logits)[..., : self.cfg.vocab_size]
         cap = self.cfg.final_softcap
         return logits if cap is None else torch.tanh(logits / cap) * cap
 
@@ -163,6 +173,9 @@ class Transformer(nn.Module):
             rope = ropes[block.rope] if block.rope is not None else None
             x, kept = block.step(x, rope, lm, cache, start, backend, bool(probe))
             if kept is not None:
+                if self.tp is not None:  # every head, as one process would see them: (B, H, T, S)
+                    kept = type(kept)(*(self.tp.all_gather_last(t.movedim(1, -1)).movedim(-1, 1)
+                                        for t in (kept.scores, kept.weights)))
                 probes.append(keep(i, kept) if keep is not None else kept)
         return x, probes
 

@@ -40,9 +40,11 @@ def fits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def environment(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def environment(device: torch.device, dtype: torch.dtype, tp=None) -> dict[str, Any]:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return {
+        "tp": tp.world if tp is not None else 1,  # tensor-parallel ranks (each row is rank 0's timing)
+        "tp_backend": tp.backend if tp is not None else None,
         "attncli": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),

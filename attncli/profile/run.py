@@ -154,8 +154,16 @@ def _build(model: str | None, preset: str | None, random_weights: bool, device: 
     if window is not None:
         cfg = cfg.windowed_everywhere(window)
         name += f" (every layer window {window})"
-    dev = resolve_device(device)
-    return build_model(cfg, device=dev, dtype=resolve_dtype(dtype, cfg.dtype, dev), random_weights=True), name
+    from attncli.distributed.group import current
+
+    tp = current()  # random weights under --tp: each rank its own random part (timing, not tokens)
+    if tp is not None:
+        from attncli.checkpoint.load import tp_device
+        from attncli.distributed.shard import check_split
+
+        check_split(cfg, tp.world)
+    dev = tp_device(tp) if tp is not None and device == "auto" else resolve_device(device)
+    return build_model(cfg, device=dev, dtype=resolve_dtype(dtype, cfg.dtype, dev), random_weights=True, tp=tp), name
 
 
 def save(plan_: Plan, doc: dict[str, Any]) -> None:
@@ -226,7 +234,7 @@ def execute(plan_: Plan, *, fmt: str = "table", as_json: bool = False) -> dict[s
     from attncli.profile.sweep import series_key, series_label
 
     model = plan_.model
-    env = environment(model.device, model.dtype)
+    env = environment(model.device, model.dtype, model.tp)
     summary = model_summary(model, plan_.name, plan_.random_weights)
     rows: list[Row] = []
     points = plan_.spec.points()

@@ -59,6 +59,7 @@ class Row:
     gb_per_s: float | None = None  # weights + KV read once, over the latency
     compile_s: float | None = None  # first warm-up call of a compiled step: compile time, not in the latency
     block_skipped_fraction: float | None = None  # flex rows over T x T: the share of the scores never computed
+    tp: int = 1  # tensor-parallel ranks the row ran on
     kernel: str | None = None  # the attention kernel the row ran: sdpa/flash, sdpa/efficient, eager, flex, inductor
     attn_ms: float | None = None  # --breakdown: the attention kernels' part of the latency (median)
     other_ms: float | None = None  # --breakdown: the rest (projections, MLP, norms, head)
@@ -172,7 +173,7 @@ def measure(
     compile: bool = False, breakdown: bool = False,
 ) -> Row:
     device = model.device
-    row = Row(mode, t, batch, cache, attn)
+    row = Row(mode, t, batch, cache, attn, tp=model.tp.world if model.tp is not None else 1)
     cached_step = mode == "decode" and bool(cache)  # one new token over T-1 cached ones
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     cost = forward_cost(model.cfg, batch=batch, t=1 if cached_step else t, offset=t - 1 if cached_step else 0,

@@ -1,0 +1,98 @@
+"""The tensor-parallel group this process belongs to, and the two collectives the model needs.
+
+A process is in a group when a launcher (torchrun, or ``--tp N``, which uses torch's own
+elastic launcher) started it with WORLD_SIZE > 1. The group is gloo on the CPU and NCCL on
+CUDA (one GPU per rank, cuda:LOCAL_RANK). The collectives are torch's functional ones
+(``torch.distributed._functional_collectives``): plain ops to torch.compile, so a compiled
+decode step stays one graph with them inside.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class TP:
+    world: int
+    rank: int
+    backend: str  # "gloo" | "nccl"
+
+    @property
+    def primary(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce(self, x: Tensor) -> Tensor:
+        """The sum over ranks of ``x`` (each rank's partial product)."""
+        from torch.distributed import _functional_collectives as funcol
+
+        return funcol.all_reduce(x, "sum", dist.group.WORLD)
+
+    def all_gather_last(self, x: Tensor) -> Tensor:
+        """Each rank's (..., n) concatenated along the last dim: (..., world * n)."""
+        from torch.distributed import _functional_collectives as funcol
+
+        gather = getattr(funcol, "all_gather_single", None) or funcol.all_gather_tensor  # the newer name first
+        parts = gather(x.movedim(-1, 0).contiguous(), 0, dist.group.WORLD)  # (world*n, ...)
+        return parts.movedim(0, -1)
+
+
+_CURRENT: TP | None = None
+
+
+def launched_world() -> int:
+    """WORLD_SIZE as a launcher set it (1 when this process was not launched as a group)."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return 1
+
+
+def current() -> TP | None:
+    """The group of this process, set up on first use; None outside a launched group."""
+    global _CURRENT
+    if _CURRENT is None and launched_world() > 1:
+        _CURRENT = _init()
+    return _CURRENT
+
+
+def _init() -> TP:
+    use_cuda = os.environ.get("ATTNCLI_TP_DEVICE", "cpu").startswith("cuda")
+    backend = "nccl" if use_cuda else "gloo"
+    if use_cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    tp = TP(dist.get_world_size(), dist.get_rank(), backend)
+    # the first collectives set up their connections and buffers (~0.8 s on gloo): here,
+    # not inside a timed prefill
+    probe = torch.zeros(2, device=f"cuda:{torch.cuda.current_device()}" if use_cuda else "cpu")
+    tp.all_reduce(probe).sum().item()  # .item(): the collective has completed
+    tp.all_gather_last(probe[None]).sum().item()
+    return tp
+
+
+def rank() -> int:
+    """RANK as the launcher set it (0 outside a group); read without starting the group."""
+    try:
+        return int(os.environ.get("RANK", "0")) if launched_world() > 1 else 0
+    except ValueError:
+        return 0
+
+
+def is_primary() -> bool:
+    """True on rank 0 and outside any group: the one process that prints and writes files."""
+    return rank() == 0
+
+
+def shutdown() -> None:
+    global _CURRENT
+    if _CURRENT is not None and dist.is_initialized():
+        dist.destroy_process_group()
+    _CURRENT = None
