@@ -152,9 +152,11 @@ def info_pairs(info: dict[str, Any]) -> list[tuple[str, str]]:
     pairs.append((f"KV cache {ctx}", human_bytes(info["kv_cache_bytes"])))
     pairs.append((f"memory {ctx}", f"{human_bytes(info['memory_bytes'])} (weights + KV cache)"))
     if info.get("tp", 1) > 1:
-        pairs.append((f"per rank, tp {info['tp']}", f"{info['rank_heads']} / {info['rank_kv_heads']} heads, weights "
-                      f"{human_bytes(info['rank_weight_bytes'])}, KV cache {human_bytes(info['rank_kv_cache_bytes'])}, "
-                      f"memory {human_bytes(info['rank_memory_bytes'])}"))
+        n = info["tp"]
+        pairs.append((f"per rank, tp {n}", f"{info['rank_heads']} / {info['rank_kv_heads']} heads, weights "
+                      f"{human_bytes(info['rank_weight_bytes'])}"))
+        pairs.append(("per rank, KV cache", human_bytes(info["rank_kv_cache_bytes"])))
+        pairs.append(("per rank, memory", human_bytes(info["rank_memory_bytes"])))
     return pairs
 
 

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {mode:8s} {a:9.2f} {b:9.2f} {b / a:8.2f}x")
     extra = med[2]["decode"] - med[1]["decode"]
     print(f"  decode: {collectives} collectives a step; TP 2 costs {extra:+.2f} ms a step on the same cores "
-          f"({1e3 * extra / collectives:+.0f} us a collective, if compute split evenly)")
+          f"({1e3 * extra / collectives:+.0f} us a collective, if the compute costs what it does at TP 1)")
     gpu = {n: expected_gpu(n) for n in (1, 2, 4, 8)}
     print("expected on H200s (bf16, decode ms a step = weights / (N x 4.8 TB/s) + (2L+2) x 8 us):")
     for name in GPU_SHAPES:

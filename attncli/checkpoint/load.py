@@ -60,7 +60,7 @@ def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", l
     if tp == "auto":
         from attncli.distributed.group import current
 
-        tp = current()
+        tp = current(device)
     if tp is not None:
         from attncli.distributed.shard import check_split
 

@@ -54,16 +54,26 @@ def launched_world() -> int:
         return 1
 
 
-def current() -> TP | None:
-    """The group of this process, set up on first use; None outside a launched group."""
+def current(device: str | None = None) -> TP | None:
+    """The group of this process, set up on first use; None outside a launched group.
+    ``device`` (a --device value) decides the backend the first time: NCCL for CUDA (and
+    for "auto" where CUDA is present), gloo otherwise; ``--tp N`` passes its choice down."""
     global _CURRENT
     if _CURRENT is None and launched_world() > 1:
-        _CURRENT = _init()
+        _CURRENT = _init(_wants_cuda(device))
     return _CURRENT
 
 
-def _init() -> TP:
-    use_cuda = os.environ.get("ATTNCLI_TP_DEVICE", "cpu").startswith("cuda")
+def _wants_cuda(device: str | None) -> bool:
+    chosen = os.environ.get("ATTNCLI_TP_DEVICE")
+    if chosen:
+        return chosen.startswith("cuda")
+    if device is None or device == "auto":
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def _init(use_cuda: bool) -> TP:
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))

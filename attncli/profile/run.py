@@ -156,7 +156,7 @@ def _build(model: str | None, preset: str | None, random_weights: bool, device: 
         name += f" (every layer window {window})"
     from attncli.distributed.group import current
 
-    tp = current()  # random weights under --tp: each rank its own random part (timing, not tokens)
+    tp = current(device)  # random weights under --tp: each rank its own random part (timing, not tokens)
     if tp is not None:
         from attncli.checkpoint.load import tp_device
         from attncli.distributed.shard import check_split
