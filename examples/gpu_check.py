@@ -8,6 +8,7 @@ needs torch, transformers, typer, rich, safetensors, tokenizers and psutil. Ever
 recorded, pass or fail, and the run goes on: a device session is one command, not exploration.
   parity     bf16/fp16 (float32 too with --quick) greedy tokens against transformers, per family
   compile    eager vs --compile tokens; CUDA graphs recorded, not skipped (inductor's counter)
+  syncs      host syncs per decode step (CUDA's sync debug mode): the token's own, no more
   kernels    which attention kernel each call ran (profiler names), prefill and decode, sdpa/flex
   check      `inspect-mask --check` on a padded batch in the run dtype: exit 0, no NaN
   decode     llama-3.2-1b shape: attncli eager / --compile vs transformers, share of the floor
@@ -134,6 +135,36 @@ def sec_compile(args, tmp):
             "cudagraph_skips": skips, "cuda_graphs_expected": on_cuda, "compile_s": round(stats.compile_s, 2),
             "second_run_compile_s": round(runs[1][1].compile_s, 3), "kernels": stats.attn_kernels,
             "decode_tokens_per_s": stats.tokens_per_s}
+
+
+def sec_syncs(args, tmp):
+    """Host syncs per decode step, counted by CUDA's sync debug mode: one is the token itself
+    (it must reach the host to stream it and to see an EOS); anything more is a stall."""
+    import warnings
+
+    from attncli.checkpoint.load import load_model
+    from attncli.generate.loop import generate
+
+    if not args.device.startswith("cuda"):
+        return {"ok": True, "skipped": "CUDA's sync debug mode needs a GPU"}
+    model = load_model(tiny("llama", tmp), device=args.device, dtype="bfloat16").model
+    found = {}
+    for compile_step in (False, True):
+        list(generate(model, [[5, 17, 42]], max_new_tokens=4, compile=compile_step))  # warm (compiles)
+        gen = generate(model, [[5, 17, 42]], max_new_tokens=17, compile=compile_step)
+        it = iter(gen)
+        next(it)  # the prefill and its token: not a decode step
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                steps = sum(1 for _ in it)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = sum("synchroniz" in str(w.message).lower() for w in caught)
+        found["compiled" if compile_step else "eager"] = {"steps": steps, "syncs": syncs,
+                                                           "per_step": round(syncs / max(steps, 1), 2)}
+    return {"ok": all(v["per_step"] <= 1.0 for v in found.values()), **found}
 
 
 def sec_kernels(args, tmp):
@@ -278,7 +309,8 @@ def main(argv: list[str] | None = None) -> dict:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     results = {"device": name, "torch": torch.__version__, "quick": args.quick, "sections": {}}
-    sections = {"parity": sec_parity, "compile": sec_compile, "kernels": sec_kernels, "check": sec_check,
+    sections = {"parity": sec_parity, "compile": sec_compile, "syncs": sec_syncs, "kernels": sec_kernels,
+                "check": sec_check,
                 "decode": sec_decode, "load": sec_load,
                 "profile": lambda a, t: sec_profile(a, t, args.out_dir / f"{slug}-quadratic.json")}
     chosen = [s for s in args.only.split(",") if s] or list(sections)

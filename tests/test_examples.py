@@ -111,7 +111,7 @@ def test_gpu_check_quick_runs_every_section_on_the_cpu(tmp_path, capsys):
     res = load_example("gpu_check").main(["--device", "cpu", "--quick", "--new", "6", "--out-dir", str(tmp_path)])
     failed = {k: v for k, v in res["sections"].items() if not v["ok"]}
     assert not failed, failed
-    assert set(res["sections"]) == {"parity", "compile", "kernels", "check", "decode", "load", "profile"}
+    assert set(res["sections"]) == {"parity", "compile", "syncs", "kernels", "check", "decode", "load", "profile"}
     assert json.loads((tmp_path / "cpu-gpu-check.json").read_text())["device"] == "cpu"
     assert (tmp_path / "cpu-quadratic.json").exists()
     kernels = res["sections"]["kernels"]
