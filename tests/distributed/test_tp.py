@@ -151,3 +151,15 @@ def test_profile_rows_carry_tp(capfd, model_dir, tmp_path):
     doc = json.loads(out.read_text())
     assert doc["env"]["tp"] == 2 and doc["env"]["tp_backend"] == "gloo"
     assert {r["tp"] for r in doc["rows"]} == {2} and all(r["status"] == "ok" for r in doc["rows"])
+
+
+def test_compiled_decode_under_tp_gives_the_same_tokens(capfd, model_dir):
+    """--compile --tp 2: the collectives inside the compiled step (inductor's C++ wrapper
+    cannot call them, so it is off under TP)."""
+    folder = model_dir("qwen3")
+    one = run(capfd, "generate", "-m", folder, "the cat sat", "a dog", "-n", "5", "--json")
+    two = _with_one_thread(lambda: run(capfd, "generate", "-m", folder, "the cat sat", "a dog", "-n", "5", "--json",
+                                       "--tp", "2", "--compile"))
+    assert one[0] == two[0] == 0, two[2]
+    tokens = lambda out: [json.loads(line)["tokens"] for line in out.splitlines()]  # noqa: E731
+    assert tokens(two[1]) == tokens(one[1]) and "decode inductor" in two[2]
