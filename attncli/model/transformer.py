@@ -186,18 +186,21 @@ class Transformer(nn.Module):
         slot: Tensor,  # (1,) the cache slot of the new token
         cache: KVCache,
         backend: str = "sdpa",
+        filled: Tensor | None = None,  # (n,): its length n (symbolic under compile) = the slots read
     ) -> Tensor:
         """One decode step with static shapes, for torch.compile and CUDA graphs: the slot
         is a tensor, the cache is written with index_copy_, and attention reads all S_max
-        slots through a mask (slots after the new token are masked as future ones).
+        slots through a mask (slots after the new token are masked as future ones), or with
+        ``filled`` the first n (one graph for every n when its length is marked dynamic).
         Returns logits (B, V). The caller keeps cache.length."""
         b = ids.shape[0]
         # (B, C), not (B, 1, C): at batch 1 inductor hands each product a (1, C) row with a
         # zero stride that MKL's gemm path copies first (3 copies a layer, ~0.8 ms a step)
         x = self._embed(ids, positions)[:, 0]  # (B, C)
         ropes = self._ropes(positions, x.dtype)
-        kv_valid = cache.valid if cache.has_padding else None
-        masks = {kind: static_layer_mask(window=window, chunk=chunk, batch=b, slot=slot, kv_len=cache.max_len,
+        n = cache.max_len if filled is None else filled.shape[0]
+        kv_valid = cache.valid[:, :n] if cache.has_padding else None
+        masks = {kind: static_layer_mask(window=window, chunk=chunk, batch=b, slot=slot, kv_len=n,
                                          kv_valid=kv_valid)
                  for kind, (window, chunk) in self.mask_kinds.items()}
         x, _ = self._blocks(x, ropes, masks, cache, slot, backend, False)

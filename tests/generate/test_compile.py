@@ -97,8 +97,8 @@ def test_compiled_steps_reuse_one_slot_tensor(loaded):
         step = lm.model._compiled_step
         if real is None:
             real = step.fn
-            step.fn = lambda ids, pos, slot, cache, backend: (seen.append((id(slot), int(slot))), real(
-                ids, pos, slot, cache, backend))[1]
+            step.fn = lambda ids, pos, slot, cache, backend, *rest: (seen.append((id(slot), int(slot))), real(
+                ids, pos, slot, cache, backend, *rest))[1]
     step.fn = real
     assert len(seen) == 4 and len({s for s, _ in seen}) == 1
     assert [v for _, v in seen] == [3, 4, 5, 6]  # the prompt fills slots 0-2
@@ -181,3 +181,27 @@ def test_compiled_decode_names_its_kernel(loaded):
     gen = generate(lm.model, [[5, 17, 42]], max_new_tokens=3, compile=True)
     list(gen)
     assert gen.stats.attn_kernels == {"decode": "inductor", "prefill": "sdpa/flash"}
+
+
+@pytest.mark.parametrize("name", ["llama", "mistral-window", "gemma2"])
+def test_the_step_reading_the_filled_slots_equals_the_whole_cache(loaded, name):
+    """The compiled CPU step reads the first n slots (n dynamic, one graph): the same logits
+    as reading every slot through the mask, padded batch and windows included."""
+    import torch
+
+    from attncli.model.cache import KVCache
+
+    lm, _ = loaded(name)
+    cache = KVCache(lm.config, batch=2, max_len=32, dtype=torch.float32, device="cpu")
+    ids = torch.tensor([[5, 17, 42, 9, 77, 31], [0, 0, 0, 0, 7, 8]])
+    mask = (torch.arange(6) >= torch.tensor([[0], [4]])).long()
+    with torch.inference_mode():
+        lm.model(ids, attention_mask=mask, cache=cache)
+        cache.valid[:, 6] = True
+        args = (torch.tensor([[3], [4]]), torch.tensor([[6], [2]]), torch.tensor([6]), cache, "sdpa")
+        whole = lm.model.decode_step(*args)
+        part = lm.model.decode_step(*args, torch.empty(7))
+    torch.testing.assert_close(part, whole)
+    from attncli.generate.compiled import compiled_step
+
+    assert compiled_step(lm.model).prefix  # what the CPU's compiled step passes

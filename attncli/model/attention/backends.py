@@ -59,9 +59,10 @@ def eager_attention(
 
 
 def _read(k: Tensor, v: Tensor, lm: LayerMask) -> tuple[Tensor, Tensor]:
-    """The keys and values the call reads: from ``lm.kv_start`` on (a window skips the rest)."""
-    if lm.kv_start:
-        return k[:, :, lm.kv_start :], v[:, :, lm.kv_start :]
+    """The keys and values the call reads: from ``lm.kv_start`` (a window skips the rest) to
+    ``lm.kv_stop`` (a compiled step's filled slots)."""
+    if lm.kv_start or lm.kv_stop is not None:
+        return k[:, :, lm.kv_start : lm.kv_stop], v[:, :, lm.kv_start : lm.kv_stop]
     return k, v
 
 

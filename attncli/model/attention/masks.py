@@ -149,6 +149,7 @@ class LayerMask:
     is_causal: bool
     spec: MaskSpec = MaskSpec()
     kv_start: int = 0  # keys before this slot are outside every query's window: the call never reads them
+    kv_stop: int | None = None  # keys from this slot on are not read (a compiled CPU step: the filled ones only)
 
 
 def layer_mask(
@@ -222,7 +223,8 @@ def static_layer_mask(
     chunk: int | None = None,
 ) -> LayerMask:
     """The mask of one query at cache slot ``slot`` (a (1,) tensor, so that a compiled step
-    does not specialise on it) over all ``kv_len`` slots: causal, windowed, chunked, padded."""
+    does not specialise on it) over the first ``kv_len`` slots (all of them, or, symbolic,
+    those filled): causal, windowed, chunked, padded."""
     fns = [causal()]
     if window is not None:
         fns.append(sliding_window(window))
@@ -231,7 +233,7 @@ def static_layer_mask(
     if kv_valid is not None:
         fns.append(padding(kv_valid))
     mask = build_mask(and_masks(*fns), batch=batch, q_len=1, kv_len=kv_len, q_offset=slot, device=slot.device)
-    return LayerMask(mask, False, _STATIC_SPEC)
+    return LayerMask(mask, False, _STATIC_SPEC, 0, kv_len)
 
 
 def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str) -> Tensor:
