@@ -34,6 +34,12 @@ class TP:
 
         return funcol.all_reduce(x, "sum", dist.group.WORLD)
 
+    def same_int(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank (a sampling seed: every rank must draw the same token)."""
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return int(box[0])
+
     def all_gather_last(self, x: Tensor) -> Tensor:
         """Each rank's (..., n) concatenated along the last dim: (..., world * n)."""
         from torch.distributed import _functional_collectives as funcol

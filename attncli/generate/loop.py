@@ -170,6 +170,9 @@ class Generation:
     def __iter__(self) -> Iterator[Step]:
         device = self.model.device
         generator, self._seed = self.sampling.generator(device)
+        if generator is not None and self.model.tp is not None and self.sampling.seed is None:
+            self._seed = self.model.tp.same_int(self._seed)  # each rank drew its own: rank 0's for all
+            generator.manual_seed(self._seed)
         ids, mask = left_pad([r.prompt_tokens for r in self.rows], self.pad_token_id, device)
         batch, prompt_len = ids.shape
         try:

@@ -163,3 +163,17 @@ def test_compiled_decode_under_tp_gives_the_same_tokens(capfd, model_dir):
     assert one[0] == two[0] == 0, two[2]
     tokens = lambda out: [json.loads(line)["tokens"] for line in out.splitlines()]  # noqa: E731
     assert tokens(two[1]) == tokens(one[1]) and "decode inductor" in two[2]
+
+
+def test_sampling_without_a_seed_draws_the_same_tokens_on_every_rank(capfd, model_dir):
+    """Each rank would pick its own random seed and feed the others' all-reduces different
+    tokens: rank 0's seed is used by all, and that seed alone reproduces the run."""
+    import re
+
+    folder = model_dir("llama")
+    code, out, err = _with_one_thread(lambda: run(capfd, "generate", "-m", folder, "the cat sat", "-n", "8", "-t",
+                                                  "1.5", "--json", "--tp", "2"))
+    assert code == 0, err
+    seed = re.search(r"seed (\d+)", err).group(1)
+    alone = run(capfd, "generate", "-m", folder, "the cat sat", "-n", "8", "-t", "1.5", "--json", "--seed", seed)
+    assert json.loads(out)["tokens"] == json.loads(alone[1])["tokens"]
