@@ -313,7 +313,7 @@ def check_model(lm, batch: Batch, *, backend: str) -> CheckResult:
         applied |= {f"{k} ({backend})": _applied(fast.masks[k], b, t) for k in groups}
         wants |= {f"{k} ({backend})": expect[k] for k in groups}
         wins |= {f"{k} ({backend})": windows[k] for k in groups}
-        implicit = [k for k in groups if fast.masks[k].mask is None]
+        implicit = [k for k in groups if fast.masks[k].mask is None and fast.masks[k].is_causal]
         if implicit:
             how = f"; {backend} got is_causal=True and no mask for {', '.join(implicit)} layers, judged as plain causal"
     rows = [mask_row(applied, wants, causal=True, windows=wins, valid=valid, how=how)]

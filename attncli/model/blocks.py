@@ -107,7 +107,10 @@ class Attention(nn.Module):
         if self._eager_math(q, backend, probe):
             return "eager"
         kr, vr = (k[:, :, lm.kv_start :], v[:, :, lm.kv_start :]) if lm.kv_start else (k, v)
-        return sdpa_kernel(q, kr, vr, lm.mask, lm.is_causal, self.scale, self.h != self.hkv)
+        mask = lm.mask
+        if lm.blocks:  # windowed blocks: each call has a mask (never allocated here: expanded)
+            mask = torch.ones((), dtype=torch.bool, device=q.device).expand(1, 1, q.shape[2], kr.shape[2])
+        return sdpa_kernel(q, kr, vr, mask, lm.is_causal, self.scale, self.h != self.hkv)
 
 
 class MLP(nn.Module):

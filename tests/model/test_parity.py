@@ -214,3 +214,27 @@ def test_a_probe_keep_function_holds_one_layers_scores_at_a_time(loaded):
     assert [p is None for p in out.probes] == [i != 1 for i in range(lm.config.num_layers)]
     torch.testing.assert_close(out.probes[1], full.probes[1].scores[:, 0, -1])
     torch.testing.assert_close(out.logits, full.logits)
+
+
+@pytest.mark.parametrize("name", ["mistral-window", "qwen2-sliding-layers", "phi3", "smollm3", "gemma3"])
+def test_long_windowed_prefill_runs_in_blocks_and_matches_transformers(loaded, name, monkeypatch):
+    """A prompt of >= 4 windows (W = 4, T = 40, left-padded) runs SDPA a block of W queries
+    at a time over at most 2W - 1 keys, with no (T, S) mask, and still equals the reference."""
+    import torch.nn.functional as F
+
+    lm, ref = loaded(name)
+    ids, mask = _batch(seed=3, t=40, pad=7)
+    want = hf_logits(ref, ids, mask)
+    seen = []
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        seen.append((q.shape[2], k.shape[2]))
+        return real(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    got = lm.model(ids, attention_mask=mask).logits
+    real_rows = mask.bool()
+    torch.testing.assert_close(got[real_rows], want[real_rows])
+    windowed = [(t, s) for t, s in seen if t < 40]
+    assert windowed and all(t <= 4 and s <= 2 * 4 - 1 for t, s in windowed)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from attncli.errors import BadInputError
-from attncli.model.attention.masks import LayerMask, explicit
+from attncli.model.attention.masks import LayerMask, build_mask, explicit, spec_fn
 
 Tensor = torch.Tensor
 
@@ -69,9 +69,33 @@ def _read(k: Tensor, v: Tensor, lm: LayerMask) -> tuple[Tensor, Tensor]:
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float) -> Tensor:
     k, v = _read(k, v, lm)
     groups = q.shape[1] // k.shape[1]
+    if lm.blocks:
+        return _windowed_blocks(q, k, v, lm, scale, groups > 1)
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=lm.mask, is_causal=lm.is_causal, scale=scale, enable_gqa=groups > 1
     )
+
+
+def _windowed_blocks(q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, scale: float, gqa: bool) -> Tensor:
+    """A windowed call, ``lm.blocks`` (= W) queries at a time: each block's queries see only
+    the keys from W - 1 before the block's first to its last, so every SDPA call is over at
+    most 2W - 1 keys, with that block's mask built from the layer's spec (never a (T, S) one).
+    q (B, H, T, D) at slots q_offset..; k/v (B, Hkv, S, D) at slots kv_start.."""
+    spec, w = lm.spec, lm.blocks
+    t, s = q.shape[2], k.shape[2]
+    out = torch.empty_like(q)
+    fn = spec_fn(spec)
+    for a in range(0, t, w):
+        e = min(t, a + w)
+        first = spec.q_offset + a  # the block's first query slot
+        lo = max(0, first - w + 1 - lm.kv_start)  # local index of the first key any of them sees
+        hi = min(s, spec.q_offset + e - lm.kv_start)
+        b = 1 if spec.kv_valid is None else spec.kv_valid.shape[0]
+        mask = build_mask(fn, batch=b, q_len=e - a, kv_len=hi - lo, q_offset=first, kv_offset=lm.kv_start + lo,
+                          device=q.device)
+        out[:, :, a:e] = F.scaled_dot_product_attention(q[:, :, a:e], k[:, :, lo:hi], v[:, :, lo:hi], attn_mask=mask,
+                                                        scale=scale, enable_gqa=gqa)
+    return out
 
 
 def check_backend(name: str) -> str:

@@ -150,6 +150,12 @@ class LayerMask:
     spec: MaskSpec = MaskSpec()
     kv_start: int = 0  # keys before this slot are outside every query's window: the call never reads them
     kv_stop: int | None = None  # keys from this slot on are not read (a compiled CPU step: the filled ones only)
+    blocks: int | None = None  # a long windowed call: SDPA runs it this many queries at a time, no (T, S) mask
+
+
+# A windowed call over at least this many windows of queries runs in blocks of W queries, each
+# over the 2W - 1 keys its queries can see: T x 2W scores, not T x T.
+BLOCKED_WINDOWS = 4
 
 
 def layer_mask(
@@ -194,6 +200,8 @@ def layer_mask(
             return LayerMask(None, False, spec, kv_start)  # one query in the last slot sees every key read
     if not dense:  # FlexAttention rebuilds the mask from the spec, block by block: no (T, S) tensor
         return LayerMask(None, False, spec)
+    if window_hides and not need_explicit and q_len >= BLOCKED_WINDOWS * window:
+        return LayerMask(None, False, spec, kv_start, None, window)  # backends.sdpa_attention's blocks
     mask = build_mask(spec_fn(spec), batch=batch, q_len=q_len, kv_len=kv_len - kv_start, q_offset=q_offset,
                       kv_offset=kv_start, device=device)
     return LayerMask(mask, False, spec, kv_start)
@@ -238,8 +246,13 @@ def static_layer_mask(
 
 def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str) -> Tensor:
     """The bool mask (B|1, 1, T, S) behind a LayerMask, materialising the implicit ones:
-    causal (queries are the last T of S slots) or, with neither, every key visible."""
+    causal (queries are the last T of S slots), a blocked windowed call's (from its spec),
+    or, with neither, every key visible."""
     if lm.mask is not None:
         return lm.mask
+    if lm.blocks:
+        b = 1 if lm.spec.kv_valid is None else lm.spec.kv_valid.shape[0]
+        return build_mask(spec_fn(lm.spec), batch=b, q_len=q_len, kv_len=kv_len, q_offset=lm.spec.q_offset,
+                          kv_offset=lm.kv_start, device=device)
     fn = causal() if lm.is_causal else full()
     return build_mask(fn, batch=1, q_len=q_len, kv_len=kv_len, q_offset=kv_len - q_len, device=device)
