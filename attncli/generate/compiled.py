@@ -21,6 +21,7 @@ Tensor = torch.Tensor
 # at most 127 extra ones, at float32 under 2% of a GPT-2-small step's bytes, at bfloat16
 # about 0.2% of a Llama-3.2-1B step's.
 COMPILE_BUCKET = 128
+READ_BUCKET = 256  # on CUDA, the slots a step reads are rounded up to this: one CUDA graph per bucket
 
 
 class CompiledStep:
@@ -42,12 +43,13 @@ class CompiledStep:
         self.slot = torch.zeros(1, dtype=torch.long, device=model.device)
         torch._dynamo.mark_static_address(self.slot)
         self._cache: KVCache | None = None
-        # On the CPU the step reads the filled slots only, their count a dynamic size (one graph
-        # for every count): each 128 slots read but unused cost GPT-2's step ~0.5 ms (18.0 ms at
-        # 128 slots, 18.5-19.7 at 256, 22.8-23.4 at 1,024). CUDA graphs need every size fixed:
-        # there the step reads the whole (bucketed) cache.
-        self.prefix = model.device.type != "cuda"
-        self._span = torch.empty(0)
+        # The step reads the filled slots only, their count a dynamic size (one compiled graph
+        # for every count): on the CPU each 128 slots read but unused cost GPT-2's step ~0.5 ms
+        # (18.0 ms at 128 slots, 18.5-19.7 at 256, 22.8-23.4 at 1,024). A CUDA graph is recorded
+        # per distinct size, so there the count is rounded up to READ_BUCKET slots: a few
+        # recordings per generation, not one per token.
+        self.read_bucket = READ_BUCKET if model.device.type == "cuda" else 1
+        self._span = torch.empty(0, device=model.device)
 
     @property
     def cache(self) -> KVCache | None:
@@ -83,12 +85,13 @@ class CompiledStep:
         cache.length += 1
         return logits
 
-    def _filled(self, n: int, cache: KVCache) -> Tensor | None:
-        """A (n,) tensor whose length, marked dynamic, tells the step how many slots to read."""
-        if not self.prefix:
-            return None
+    def _filled(self, n: int, cache: KVCache, exact: bool = False) -> Tensor:
+        """A (n,) tensor whose length, marked dynamic, tells the step how many slots to read
+        (n rounded up to read_bucket, at most every slot, unless ``exact``)."""
+        if not exact:
+            n = min(cache.max_len, -(-n // self.read_bucket) * self.read_bucket)
         if self._span.numel() < cache.max_len:
-            self._span = torch.empty(cache.max_len)
+            self._span = torch.empty(cache.max_len, device=cache.valid.device)
         span = self._span[:n]
         torch._dynamo.maybe_mark_dynamic(span, 0)
         return span
@@ -110,7 +113,7 @@ class CompiledStep:
                 for _ in range(calls):
                     # n = S_max - 1: at n = S_max the sliced cache would be contiguous, and the
                     # graph would specialise on that one length
-                    self.fn(ids, pos, self.slot, cache, backend, self._filled(cache.max_len - 1, cache))
+                    self.fn(ids, pos, self.slot, cache, backend, self._filled(cache.max_len - 1, cache, exact=True))
             except torch._dynamo.exc.FailOnRecompileLimitHit:
                 raise AttncliError(
                     f"--compile: the decode step has been compiled for {recompile_limit()} shapes already "
@@ -121,7 +124,7 @@ class CompiledStep:
 
     def kernel(self, cache: KVCache, backend: str) -> str:
         """The attention kernel the compiled step runs: on the CPU inductor's own fused loops
-        (blocks.Attention._attend); on CUDA SDPA's choice for one query over every slot
+        (blocks.Attention._attend); on CUDA SDPA's choice for one query over the slots read
         through a mask (so not flash), or inductor's kernels for the eager math."""
         if self.model.device.type == "cpu" or backend == "eager":
             return "inductor"

@@ -204,4 +204,29 @@ def test_the_step_reading_the_filled_slots_equals_the_whole_cache(loaded, name):
     torch.testing.assert_close(part, whole)
     from attncli.generate.compiled import compiled_step
 
-    assert compiled_step(lm.model).prefix  # what the CPU's compiled step passes
+    assert compiled_step(lm.model).read_bucket == 1  # the CPU's compiled step reads exactly the filled slots
+
+
+def test_bucketed_reads_give_the_same_tokens_with_one_graph(loaded):
+    """CUDA rounds the slots read up to READ_BUCKET (a CUDA graph per distinct size): the same
+    mechanism on the CPU, with a bucket of 4, gives the same tokens and compiles nothing new
+    over the timed steps."""
+    from torch._dynamo.utils import counters
+
+    from attncli.generate.compiled import compiled_step
+
+    lm, _ = loaded("phi3")  # a window on every layer, fused checkpoint projections
+    want = tokens(lm.model, PROMPTS, max_new_tokens=12)[0]
+    step = compiled_step(lm.model)
+    step.read_bucket = 4
+    try:
+        gen = generate(lm.model, PROMPTS, max_new_tokens=12, compile=True)
+        it = iter(gen)
+        next(it)
+        graphs = counters["stats"]["unique_graphs"]
+        for _ in it:
+            pass
+        assert counters["stats"]["unique_graphs"] == graphs
+        assert [r.tokens for r in gen.rows] == want
+    finally:
+        step.read_bucket = 1
