@@ -29,7 +29,7 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
     """Write to a temporary file beside ``path``, then rename over it: a reader never
     sees half a file, and a failed write leaves the old file alone. Under tensor parallelism
     rank 0 alone writes (every rank holds the same result)."""
-    from attncli.distributed.group import is_primary
+    from attncli.distributed.env import is_primary
 
     if not is_primary():
         return

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from attncli.distributed.env import launched_world
+
 Tensor = torch.Tensor
 
 
@@ -52,12 +54,6 @@ class TP:
 _CURRENT: TP | None = None
 
 
-def launched_world() -> int:
-    """WORLD_SIZE as a launcher set it (1 when this process was not launched as a group)."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
 
 
 def current(device: str | None = None) -> TP | None:
@@ -94,17 +90,8 @@ def _init(use_cuda: bool) -> TP:
     return tp
 
 
-def rank() -> int:
-    """RANK as the launcher set it (0 outside a group); read without starting the group."""
-    try:
-        return int(os.environ.get("RANK", "0")) if launched_world() > 1 else 0
-    except ValueError:
-        return 0
 
 
-def is_primary() -> bool:
-    """True on rank 0 and outside any group: the one process that prints and writes files."""
-    return rank() == 0
 
 
 def shutdown() -> None:

@@ -16,7 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from attncli.distributed.group import launched_world, rank
+from attncli.distributed.env import launched_world, rank
 from attncli.errors import BadInputError
 
 ERRORS_ENV = "ATTNCLI_TP_ERRORS"  # the folder where ranks other than 0 leave their error line
