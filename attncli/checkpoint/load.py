@@ -20,7 +20,8 @@ from attncli.checkpoint.plan import LoadPlan, heads_to_parts, plan_load
 from attncli.checkpoint.reader import SafetensorsFile
 from attncli.checkpoint.slices import read_slice
 from attncli.distributed.shard import slice_of
-from attncli.model.build import build_model, resolve_device, resolve_dtype
+from attncli.distributed.group import place
+from attncli.model.build import build_model, resolve_dtype
 from attncli.model.config import ModelConfig
 from attncli.model.layout import empty_weight, set_split, transposed_names
 from attncli.model.transformer import Transformer
@@ -57,15 +58,7 @@ def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", l
     cfg, files = load_config(path)
     if config_changes and "sliding_window" in config_changes:
         cfg = cfg.windowed_everywhere(config_changes["sliding_window"])
-    if tp == "auto":
-        from attncli.distributed.group import current
-
-        tp = current(device)
-    if tp is not None:
-        from attncli.distributed.shard import check_split
-
-        check_split(cfg, tp.world)
-    dev = resolve_device(device) if tp is None or device != "auto" else tp_device(tp)
+    tp, dev = place(cfg, device, tp)
     dt = resolve_dtype(dtype, cfg.dtype, dev)
     plan = plan_load(cfg, files)
     model = build_model(cfg, device=dev, dtype=dt, random_weights=False, tp=tp)
@@ -86,15 +79,6 @@ def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto", l
     assert not still_meta, f"parameters left unloaded: {still_meta}"
     model.eval().requires_grad_(False)
     return LoadedModel(model, cfg, files, plan, dev, dt)
-
-
-def tp_device(tp) -> torch.device:
-    """A rank's device: cuda:LOCAL_RANK under NCCL, else the CPU."""
-    import os
-
-    if tp.backend == "nccl":
-        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
-    return torch.device("cpu")
 
 
 CHUNK_BYTES = 16 * 2**20  # converted, transposed or re-laid-out tensors are copied this much at a time

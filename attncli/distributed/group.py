@@ -25,6 +25,7 @@ class TP:
     world: int
     rank: int
     backend: str  # "gloo" | "nccl"
+    device: torch.device  # the rank's: cuda:LOCAL_RANK under NCCL, else the CPU
 
     @property
     def primary(self) -> bool:
@@ -54,8 +55,6 @@ class TP:
 _CURRENT: TP | None = None
 
 
-
-
 def current(device: str | None = None) -> TP | None:
     """The group of this process, set up on first use; None outside a launched group.
     ``device`` (a --device value) decides the backend the first time: NCCL for CUDA (and
@@ -77,21 +76,34 @@ def _wants_cuda(device: str | None) -> bool:
 
 def _init(use_cuda: bool) -> TP:
     backend = "nccl" if use_cuda else "gloo"
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if use_cuda else "cpu")
     if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    tp = TP(dist.get_world_size(), dist.get_rank(), backend)
+    tp = TP(dist.get_world_size(), dist.get_rank(), backend, device)
     # the first collectives set up their connections and buffers (~0.8 s on gloo): here,
     # not inside a timed prefill
-    probe = torch.zeros(2, device=f"cuda:{torch.cuda.current_device()}" if use_cuda else "cpu")
+    probe = torch.zeros(2, device=device)
     tp.all_reduce(probe).sum().item()  # .item(): the collective has completed
     tp.all_gather_last(probe[None]).sum().item()
     return tp
 
 
+def place(cfg, device: str, tp="auto"):
+    """The group a model is built for (``tp``: a TP, None, or "auto": this process's) and the
+    device it goes on: a rank's own when ``device`` is "auto". Refuses, before anything is
+    built, a model that does not split over the group."""
+    from attncli.model.build import resolve_device
 
+    if tp == "auto":
+        tp = current(device)
+    if tp is None:
+        return None, resolve_device(device)
+    from attncli.distributed.shard import check_split
 
+    check_split(cfg, tp.world)
+    return tp, tp.device if device == "auto" else resolve_device(device)
 
 
 def shutdown() -> None:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from attncli.model.attention import AttnProbe, LayerMask, eager_attention, sdpa_attention
+from attncli.model.attention.backends import read_kv
 from attncli.model.attention.flex import FlexRunner
 from attncli.model.attention.kernels import KernelLog, sdpa_kernel
 from attncli.model.cache import KVCache
@@ -106,7 +107,7 @@ class Attention(nn.Module):
             return "flex"
         if self._eager_math(q, backend, probe):
             return "eager"
-        kr, vr = (k[:, :, lm.kv_start :], v[:, :, lm.kv_start :]) if lm.kv_start else (k, v)
+        kr, vr = read_kv(k, v, lm)
         mask = lm.mask
         if lm.blocks:  # windowed blocks: each call has a mask (never allocated here: expanded)
             mask = torch.ones((), dtype=torch.bool, device=q.device).expand(1, 1, q.shape[2], kr.shape[2])

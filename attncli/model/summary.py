@@ -15,9 +15,17 @@ from attncli.model.config import ModelConfig
 from attncli.model.transformer import Transformer
 
 
-def parameter_count(cfg: ModelConfig) -> int:
+def parameter_count(cfg: ModelConfig, world: int = 1) -> int:
+    """Parameters of the model, or, with ``world`` > 1, of one tensor-parallel rank's part."""
+    tp = None
+    if world > 1:
+        from types import SimpleNamespace
+
+        from attncli.distributed.shard import local_config
+
+        cfg, tp = local_config(cfg, world), SimpleNamespace(world=world, rank=0)
     with torch.device("meta"):
-        model = Transformer(cfg)
+        model = Transformer(cfg, tp)
     if cfg.tie_word_embeddings:
         model.tie_weights()
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
@@ -34,19 +42,6 @@ def _position(cfg: ModelConfig) -> str:
     return text + ")"
 
 
-def rank_parameter_count(cfg: ModelConfig, world: int) -> int:
-    """Parameters one rank of ``world`` holds under tensor parallelism (attncli.distributed.shard)."""
-    from types import SimpleNamespace
-
-    from attncli.distributed.shard import local_config
-
-    with torch.device("meta"):
-        model = Transformer(local_config(cfg, world), SimpleNamespace(world=world, rank=0))
-    if cfg.tie_word_embeddings:
-        model.tie_weights()
-    return sum(p.numel() for p in model.parameters())
-
-
 def tp_info(cfg: ModelConfig, world: int, *, dtype: torch.dtype, context: int, batch: int) -> dict[str, Any]:
     """What each of ``world`` ranks holds: weights, KV cache at the context, their sum."""
     from attncli.distributed.shard import check_split, local_config
@@ -54,7 +49,7 @@ def tp_info(cfg: ModelConfig, world: int, *, dtype: torch.dtype, context: int, b
     check_split(cfg, world)
     itemsize = torch.empty((), dtype=dtype).element_size()
     local = local_config(cfg, world)
-    weights = rank_parameter_count(cfg, world) * itemsize
+    weights = parameter_count(cfg, world) * itemsize
     kv = KVCache.bytes_per_token(local, dtype) * context * batch
     return {"tp": world, "rank_heads": local.num_heads, "rank_kv_heads": local.num_kv_heads,
             "rank_weight_bytes": weights, "rank_kv_cache_bytes": kv, "rank_memory_bytes": weights + kv}

@@ -48,7 +48,9 @@ class Transformer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tp = tp
-        rows = cfg.vocab_size if tp is None else -(-cfg.vocab_size // tp.world)  # this rank's vocab rows
+        if tp is not None:
+            from attncli.distributed.shard import parallelize, vocab_rows
+        rows = cfg.vocab_size if tp is None else vocab_rows(cfg, tp.world)  # this rank's vocabulary rows
         self.embed = Embedding(rows, cfg.hidden_size)
         if cfg.pos == "learned":
             self.pos_embed = Embedding(cfg.max_position_embeddings, cfg.hidden_size)
@@ -67,8 +69,6 @@ class Transformer(nn.Module):
         self.rope_kinds = sorted({block.rope for block in self.layers if block.rope is not None})
         self.init_buffers("cpu")
         if tp is not None:
-            from attncli.distributed.shard import parallelize
-
             parallelize(self, tp)
 
     def init_buffers(self, device: torch.device | str) -> None:

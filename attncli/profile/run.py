@@ -138,7 +138,7 @@ def _build(model: str | None, preset: str | None, random_weights: bool, device: 
     shows what a kernel gains from skipping blocks."""
     from attncli.checkpoint.files import default_model_path, display_name
     from attncli.checkpoint.load import load_config, load_model
-    from attncli.model.build import build_model, resolve_device, resolve_dtype
+    from attncli.model.build import build_model, resolve_dtype
 
     changes = None if window is None else {"sliding_window": window}
     if preset:
@@ -154,15 +154,9 @@ def _build(model: str | None, preset: str | None, random_weights: bool, device: 
     if window is not None:
         cfg = cfg.windowed_everywhere(window)
         name += f" (every layer window {window})"
-    from attncli.distributed.group import current
+    from attncli.distributed.group import place
 
-    tp = current(device)  # random weights under --tp: each rank its own random part (timing, not tokens)
-    if tp is not None:
-        from attncli.checkpoint.load import tp_device
-        from attncli.distributed.shard import check_split
-
-        check_split(cfg, tp.world)
-    dev = tp_device(tp) if tp is not None and device == "auto" else resolve_device(device)
+    tp, dev = place(cfg, device)  # random weights under --tp: each rank its own random part (timing, not tokens)
     return build_model(cfg, device=dev, dtype=resolve_dtype(dtype, cfg.dtype, dev), random_weights=True, tp=tp), name
 
 

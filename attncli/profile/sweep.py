@@ -20,8 +20,8 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import psutil
@@ -194,38 +194,40 @@ def measure(
             compiled = compile and cached_step
             flex_before = model.flex.compile_s
             fn = _step_fn(model, mode, cache, attn, batch, t, device, compiled)
-            if compiled:
-                row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
-                warmup = max(warmup, 2)
-            elif attn == "flex":  # flex compiles per shape: the setup's and the first call's compiles, apart
-                timer(fn)
-                row.compile_s = model.flex.compile_s - flex_before
             # the row's own work from here: the cache it holds counts; the fill's activations
             # and a compiler's working memory do not
             if compiled:
                 from attncli.generate.compiled import compiled_step
 
+                row.compile_s = timer(fn)  # the first call compiles; CUDA graphs record on the next ones
+                warmup = max(warmup, 2)
                 step_c = compiled_step(model)
                 mem.rebase(step_c.cache.nbytes)  # what the compile left resident is not the row's
                 row.kernel = step_c.kernel(step_c.cache, attn)
             else:
+                if attn == "flex":  # flex compiles per shape: the setup's and the first call's compiles, apart
+                    timer(fn)
+                    row.compile_s = model.flex.compile_s - flex_before
                 mem.restart()
-            for i in range(warmup):
-                with recording(model.kernels) if i == 0 else nullcontext() as log:
-                    fn()
-                row.kernel = row.kernel or log.name
+
+            def named(call):  # the row's first call (warm-up, else timed) names the attention kernel
+                if row.kernel is not None:
+                    return call()
+                with recording(model.kernels) as log:
+                    out = call()
+                row.kernel = log.name
+                return out
+
+            for _ in range(warmup):
+                named(fn)
             times, attn_times = [], []
-            for i in range(repeats):
+            for _ in range(repeats):
                 if breakdown and not compiled:  # a compiled step has no layer boundaries to time
                     with timing_attention(model) as clock:
                         times.append(timer(fn))
                     attn_times.append(clock.total)
-                elif row.kernel is None and i == 0:  # no warm-up: the first timed call names it
-                    with recording(model.kernels) as log:
-                        times.append(timer(fn))
-                    row.kernel = log.name
                 else:
-                    times.append(timer(fn))
+                    times.append(timer(partial(named, fn)))
             del fn
     except Exception as err:  # noqa: BLE001 - only out-of-memory is recorded, the rest re-raised
         if not is_oom(err):

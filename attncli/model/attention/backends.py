@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from attncli.errors import BadInputError
-from attncli.model.attention.masks import LayerMask, build_mask, explicit, spec_fn
+from attncli.model.attention.masks import LayerMask, build_mask, explicit, spec_batch, spec_fn
 
 Tensor = torch.Tensor
 
@@ -45,7 +45,7 @@ def eager_attention(
     exactly zero weight, and a row with no visible key gives zeros instead of NaN.
     ``softcap``: scores become cap * tanh(scores / cap) before the mask (Gemma 2), in the
     run dtype as the reference rounds them. q (B, H, T, D), k/v (B, Hkv, S, D) -> (B, H, T, D)."""
-    k, v = _read(k, v, lm)
+    k, v = read_kv(k, v, lm)
     groups = q.shape[1] // k.shape[1]
     k, v = _expand_kv(k, groups), _expand_kv(v, groups)
     scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, T, S)
@@ -58,7 +58,7 @@ def eager_attention(
     return out, (AttnProbe(scores, weights) if probe else None)
 
 
-def _read(k: Tensor, v: Tensor, lm: LayerMask) -> tuple[Tensor, Tensor]:
+def read_kv(k: Tensor, v: Tensor, lm: LayerMask) -> tuple[Tensor, Tensor]:
     """The keys and values the call reads: from ``lm.kv_start`` (a window skips the rest) to
     ``lm.kv_stop`` (a compiled step's filled slots)."""
     if lm.kv_start or lm.kv_stop is not None:
@@ -67,7 +67,7 @@ def _read(k: Tensor, v: Tensor, lm: LayerMask) -> tuple[Tensor, Tensor]:
 
 
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, *, scale: float) -> Tensor:
-    k, v = _read(k, v, lm)
+    k, v = read_kv(k, v, lm)
     groups = q.shape[1] // k.shape[1]
     if lm.blocks:
         return _windowed_blocks(q, k, v, lm, scale, groups > 1)
@@ -90,8 +90,7 @@ def _windowed_blocks(q: Tensor, k: Tensor, v: Tensor, lm: LayerMask, scale: floa
         first = spec.q_offset + a  # the block's first query slot
         lo = max(0, first - w + 1 - lm.kv_start)  # local index of the first key any of them sees
         hi = min(s, spec.q_offset + e - lm.kv_start)
-        b = 1 if spec.kv_valid is None else spec.kv_valid.shape[0]
-        mask = build_mask(fn, batch=b, q_len=e - a, kv_len=hi - lo, q_offset=first, kv_offset=lm.kv_start + lo,
+        mask = build_mask(fn, batch=spec_batch(spec), q_len=e - a, kv_len=hi - lo, q_offset=first, kv_offset=lm.kv_start + lo,
                           device=q.device)
         out[:, :, a:e] = F.scaled_dot_product_attention(q[:, :, a:e], k[:, :, lo:hi], v[:, :, lo:hi], attn_mask=mask,
                                                         scale=scale, enable_gqa=gqa)

@@ -207,6 +207,13 @@ def layer_mask(
     return LayerMask(mask, False, spec, kv_start)
 
 
+def spec_batch(spec: MaskSpec) -> int:
+    """The rows a spec's per-row parts (padding, documents) hold; 1 when it has none (a mask
+    that broadcasts over the batch)."""
+    rows = next((t for t in (spec.kv_valid, spec.documents) if t is not None), None)
+    return 1 if rows is None else rows.shape[0]
+
+
 def spec_fn(spec: MaskSpec) -> MaskFn:
     """The predicate of a layer's mask: causal, and each part the spec has."""
     fns = [causal()]
@@ -251,8 +258,7 @@ def explicit(lm: LayerMask, q_len: int, kv_len: int, device: torch.device | str)
     if lm.mask is not None:
         return lm.mask
     if lm.blocks:
-        b = 1 if lm.spec.kv_valid is None else lm.spec.kv_valid.shape[0]
-        return build_mask(spec_fn(lm.spec), batch=b, q_len=q_len, kv_len=kv_len, q_offset=lm.spec.q_offset,
+        return build_mask(spec_fn(lm.spec), batch=spec_batch(lm.spec), q_len=q_len, kv_len=kv_len, q_offset=lm.spec.q_offset,
                           kv_offset=lm.kv_start, device=device)
     fn = causal() if lm.is_causal else full()
     return build_mask(fn, batch=1, q_len=q_len, kv_len=kv_len, q_offset=kv_len - q_len, device=device)
