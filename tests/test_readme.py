@@ -37,3 +37,13 @@ def test_the_command_surface_is_documented_in_the_repo():
     for command in ("generate", "inspect-mask", "profile", "info"):
         assert f"## `attncli {command}" in cli_doc, command
     assert (ROOT / "docs" / "ARCHITECTURE.md").is_file() and "docs/ARCHITECTURE.md" in readme
+
+
+def test_every_package_ships_in_a_plain_install():
+    """`pip install .` (the README's first command) installs only the packages pyproject lists:
+    a new package left out of it breaks the install while editable test installs still pass."""
+    import re
+
+    listed = set(re.findall(r'"(attncli[\w.]*)"', (ROOT / "pyproject.toml").read_text().split("packages = [")[1].split("]")[0]))
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "attncli").rglob("__init__.py")}
+    assert found <= listed, f"missing from pyproject's packages: {sorted(found - listed)}"
