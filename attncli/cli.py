@@ -388,7 +388,17 @@ def _fail(message: str, code: int) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    from attncli.distributed.env import launched_world
+
+    if launched_world() > 1:  # a rank: leave without interpreter teardown, which can race the group's
+        sys.stdout.flush()  # threads and abort the rank after its work is done (seen once in CI)
+        sys.stderr.flush()
+        from attncli.distributed.group import shutdown
+
+        shutdown()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

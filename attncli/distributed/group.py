@@ -9,6 +9,7 @@ decode step stays one graph with them inside.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -81,6 +82,7 @@ def _init(use_cuda: bool) -> TP:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+        atexit.register(shutdown)  # torn down before the interpreter is (attncli.cli.run exits a rank early)
     tp = TP(dist.get_world_size(), dist.get_rank(), backend, device)
     # the first collectives set up their connections and buffers (~0.8 s on gloo): here,
     # not inside a timed prefill
